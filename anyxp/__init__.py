@@ -1,0 +1,39 @@
+"""anyxp: multilayer perceptrons written once against the Python Array API standard.
+
+The same code trains on NumPy (CPU), CuPy (CUDA GPU), PyTorch or array-api-strict:
+
+>>> import anyxp as ax
+>>> net = ax.Network([ax.Dense(20, "sigmoid"), ax.Dense(10, "softmax")], input_size=64,
+...                  optimizer=ax.SGD(lr=0.1), backend="auto", seed=0)
+"""
+
+from .activations import ELU, GELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .backend import Backend, BackendStatus, available_backends, get_backend
+from .base import Layer
+from .callbacks import Callback, CSVLogger, EarlyStopping, History
+from .checkpoint import load
+from .errors import (
+    AnyxpError,
+    BackendFallbackWarning,
+    BackendUnavailableError,
+    CheckpointError,
+    TrainingDivergedError,
+)
+from .gradcheck import check_gradients
+from .layers import Dense, Dropout
+from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .metrics import accuracy, confusion_matrix
+from .network import Network
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ELU", "GELU", "MAE", "MSE", "SGD", "Activation", "Adam", "AdamW", "AnyxpError", "Backend",
+    "BackendFallbackWarning", "BackendStatus", "BackendUnavailableError", "BinaryCrossEntropy",
+    "CSVLogger", "Callback", "CheckpointError", "CrossEntropy", "Dense", "Dropout",
+    "EarlyStopping", "History", "Identity", "Layer", "LeakyReLU", "Loss", "Network",
+    "Optimizer", "RMSprop", "ReLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
+    "TrainingDivergedError", "__version__", "accuracy", "available_backends",
+    "check_gradients", "confusion_matrix", "get_backend", "load",
+]

@@ -1,0 +1,393 @@
+"""The backend selector: which array library runs the math, and on which device.
+
+Everything outside this module talks to an array library only through a `Backend`:
+its Array API namespace ``xp``, its ``device``, and a few conversions at the
+boundary (host data in, host data out). Nothing here runs at ``import anyxp``:
+libraries are imported, and GPUs probed, only when a backend is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import importlib.util
+import os
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .errors import BackendFallbackWarning, BackendUnavailableError
+
+BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
+FLOAT_DTYPES = ("float32", "float64")
+
+# Element count above which whole-buffer element-wise work (the optimizer) is split
+# across threads on NumPy; below it, thread hand-off costs more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+
+# --------------------------------------------------------------------------- probing
+
+
+def _cupy_problem() -> str | None:
+    """Why CuPy cannot run here, or None when it can. Cheap: the driver is probed first."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver: libcuda.so.1 could not be loaded (this machine has no CUDA GPU)"
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed (pip install 'anyxp[cupy]')"
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError and friends: report, never crash
+        return f"CuPy cannot reach a CUDA device ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return "the NVIDIA driver reports no CUDA device"
+    return None
+
+
+def _module_problem(module: str, extra: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install 'anyxp[{extra}]')"
+    return None
+
+
+_PROBES = {
+    "numpy": lambda: None,
+    "cupy": _cupy_problem,
+    "torch": lambda: _module_problem("torch", "torch"),
+    "array_api_strict": lambda: _module_problem("array_api_strict", "strict"),
+}
+_problem_cache: dict[str, str | None] = {}
+
+
+def backend_problem(name: str) -> str | None:
+    """Why backend ``name`` cannot run here, or None; probed once per process."""
+    if name not in _problem_cache:
+        _problem_cache[name] = _PROBES[name]()
+    return _problem_cache[name]
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether one backend can run here, and why not."""
+
+    name: str
+    available: bool
+    reason: str
+
+
+def available_backends() -> dict[str, BackendStatus]:
+    """Each known backend, whether it is usable on this machine, and why not.
+
+    >>> available_backends()["numpy"].available
+    True
+    """
+    result = {}
+    for name in BACKEND_NAMES:
+        problem = backend_problem(name)
+        result[name] = BackendStatus(name, problem is None, problem or "usable")
+    return result
+
+
+# --------------------------------------------------------------------------- the Backend
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array of any supported library (or a list) to a host NumPy array."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_array_api_strict_namespace(_namespace_or_none(x)):
+        import array_api_strict
+
+        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+def _namespace_or_none(x: Any) -> Any:
+    try:
+        return array_api_compat.array_namespace(x)
+    except TypeError:
+        return None
+
+
+class Backend:
+    """An array library and a device: where a network's arrays live and its math runs.
+
+    Obtain one with `get_backend`; a `Network` resolves its backend once.
+
+    >>> b = get_backend("numpy")
+    >>> b.to_numpy(b.asarray([1.0, 2.0], dtype=b.float_dtype("float32"))).dtype
+    dtype('float32')
+    """
+
+    def __init__(self, name: str, library: ModuleType, device: Any, *, fast_kernels: bool = True):
+        self.name = name
+        self.library = library
+        self.xp = _namespace_module(name, library)
+        self.device = device
+        self.version = getattr(library, "__version__", "?")
+        # Backend-specific kernels (``out=`` matmul, threads); False runs the pure
+        # Array API reference path, which the tests compare against.
+        self.fast_kernels = fast_kernels
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- identity ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Backend({self.name} {self.version}, device={self.device!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Backend)
+            and other.name == self.name
+            and str(other.device) == str(self.device)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, str(self.device)))
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "cupy" or (self.name == "torch" and self.device.type == "cuda")
+
+    # -- dtypes --------------------------------------------------------------------------
+    def float_dtype(self, name: str | Any) -> Any:
+        """The namespace's float dtype for ``"float32"`` / ``"float64"`` (or a dtype)."""
+        name = dtype_name(name)
+        return getattr(self.xp, name)
+
+    # -- conversions at the boundary -----------------------------------------------------
+    def is_native(self, x: Any) -> bool:
+        """True when ``x`` is an array of this backend's library (on any of its devices)."""
+        return _namespace_or_none(x) is self.xp
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Host data, foreign arrays or native arrays -> an array on this device (one copy at most)."""
+        xp = self.xp
+        if self.is_native(x):
+            if dtype is not None and x.dtype != dtype:
+                x = xp.astype(x, dtype)
+            if str(array_api_compat.device(x)) != str(self.device):
+                x = array_api_compat.to_device(x, self.device)
+            return x
+        if _namespace_or_none(x) is not None and not isinstance(x, np.ndarray):
+            x = to_numpy(x)  # another library's array: through the host
+        with self.activate():
+            return xp.asarray(x, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A host NumPy copy (or view, for NumPy) of one of this backend's arrays."""
+        return to_numpy(x)
+
+    def synchronize(self) -> None:
+        """Wait until queued device work is done (a no-op on CPU backends)."""
+        if self.name == "cupy":
+            self.library.cuda.Device(self.device.id).synchronize()
+        elif self.name == "torch" and self.device.type == "cuda":
+            self.library.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this backend's device current (CuPy ignores ``device=`` on creation)."""
+        if self.name == "cupy":
+            with self.device:
+                yield
+        else:
+            yield
+
+    # -- random numbers on the device (dropout masks) ------------------------------------
+    def uniform_sampler(self, seed: int) -> Any:
+        """A function ``(shape, dtype) -> array`` of U[0, 1) draws made on this device."""
+        if self.name == "numpy":
+            rng = np.random.Generator(np.random.PCG64(seed))
+            return lambda shape, dtype: rng.random(shape, dtype=dtype)
+        if self.name == "torch":
+            torch = self.library
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+            return lambda shape, dtype: torch.rand(
+                shape, generator=gen, dtype=dtype, device=self.device
+            )
+        if self.name == "cupy":
+            with self.activate():
+                rng = self.library.random.default_rng(seed)
+            return lambda shape, dtype: rng.random(shape, dtype=dtype)
+        host = np.random.Generator(np.random.PCG64(seed))
+        return lambda shape, dtype: self.asarray(host.random(shape), dtype=dtype)
+
+    # -- backend kernels behind standard interfaces --------------------------------------
+    def matmul_into(self, a: Any, b: Any, out: Any) -> None:
+        """``out[...] = a @ b`` without the temporary where the library allows ``out=``."""
+        if self.fast_kernels and self.name in ("numpy", "cupy", "torch"):
+            self.library.matmul(a, b, out=out)
+        else:
+            out[...] = a @ b
+
+    @property
+    def threads(self) -> int:
+        """Threads for whole-buffer element-wise work (NumPy releases the GIL)."""
+        if not self.fast_kernels or self.name != "numpy":
+            return 1
+        return max(1, min(4, os.cpu_count() or 1))
+
+    def map_parallel(self, fn: Any, items: list[Any]) -> None:
+        """Run ``fn`` on each item, across threads when this backend benefits."""
+        if len(items) == 1:
+            fn(items[0])
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="anyxp")
+        for _ in self._pool.map(fn, items):
+            pass
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` or ``"float64"`` for a name or a float dtype of any library."""
+    name = dtype if isinstance(dtype, str) else str(dtype).rsplit(".", 1)[-1]
+    name = name.replace("'>", "").replace("<class '", "")
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+    return name
+
+
+def _namespace_module(name: str, library: ModuleType) -> Any:
+    """The Array API namespace that ``array_namespace`` returns for this library's arrays."""
+    if name == "array_api_strict":
+        return library
+    return importlib.import_module(f"array_api_compat.{name}")
+
+
+# --------------------------------------------------------------------------- resolution
+
+_fallback_warned = False
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _name_of_namespace(spec: Any) -> str | None:
+    for name, test in (
+        ("numpy", array_api_compat.is_numpy_namespace),
+        ("cupy", array_api_compat.is_cupy_namespace),
+        ("torch", array_api_compat.is_torch_namespace),
+        ("array_api_strict", array_api_compat.is_array_api_strict_namespace),
+    ):
+        try:
+            if test(spec):
+                return name
+        except Exception:
+            continue
+    return None
+
+
+def get_backend(spec: Any = "auto", *, device: Any = None, strict: bool = False) -> Backend:
+    """Resolve a backend: a name, an array namespace or module, or a `Backend`.
+
+    ``"auto"`` means the ``ANYXP_BACKEND`` environment variable if set, else CuPy when
+    a CUDA device is usable, else NumPy. ``"cupy"`` on a machine without a usable GPU
+    falls back to NumPy with one `BackendFallbackWarning` per process, unless
+    ``strict=True`` (or ``ANYXP_STRICT_BACKEND=1``), which raises
+    `BackendUnavailableError` instead.
+
+    >>> get_backend("numpy").name
+    'numpy'
+    """
+    if isinstance(spec, Backend):
+        if device is None or str(device) == str(spec.device):
+            return spec
+        spec = spec.name
+    if not isinstance(spec, str):
+        name = _name_of_namespace(spec)
+        if name is None:
+            raise ValueError(
+                f"backend {spec!r} is not a supported array namespace; "
+                f"use one of {('auto', *BACKEND_NAMES)}"
+            )
+        spec = name
+    name = spec.strip().lower().replace("-", "_")
+    if name == "auto":
+        env = os.environ.get("ANYXP_BACKEND", "").strip()
+        if env and env.lower() != "auto":
+            return get_backend(env, device=device, strict=strict)
+        name = "cupy" if backend_problem("cupy") is None else "numpy"
+    if name not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown backend {spec!r}; valid backends are {', '.join(('auto', *BACKEND_NAMES))}"
+        )
+    problem = backend_problem(name)
+    if problem is not None:
+        if name == "cupy" and not (strict or _env_flag("ANYXP_STRICT_BACKEND")):
+            _warn_fallback(problem)
+            return get_backend("numpy")
+        raise BackendUnavailableError(f"backend {name!r} is unavailable: {problem}")
+    return _make_backend(name, device)
+
+
+def _warn_fallback(reason: str) -> None:
+    global _fallback_warned
+    if _fallback_warned:
+        return
+    _fallback_warned = True
+    warnings.warn(
+        f"backend='cupy' is not usable here ({reason}); running on NumPy instead. "
+        "Pass strict=True to get_backend/Network or set ANYXP_STRICT_BACKEND=1 to "
+        "require the GPU.",
+        BackendFallbackWarning,
+        stacklevel=3,
+    )
+
+
+def _make_backend(name: str, device: Any) -> Backend:
+    library = importlib.import_module(name)
+    if name == "numpy":
+        if device not in (None, "cpu"):
+            raise ValueError(f"the numpy backend has one device, 'cpu'; got device={device!r}")
+        return Backend(name, library, "cpu")
+    if name == "torch":
+        dev = library.device("cpu" if device is None else _torch_device_spec(device))
+        if dev.type == "cuda" and not library.cuda.is_available():
+            raise BackendUnavailableError(f"torch device {device!r} requested, but CUDA is not available")
+        return Backend(name, library, dev)
+    if name == "cupy":
+        index = 0 if device is None else _cuda_index(device)
+        if index >= library.cuda.runtime.getDeviceCount():
+            raise BackendUnavailableError(f"CUDA device {device!r} does not exist here")
+        return Backend(name, library, library.cuda.Device(index))
+    # array_api_strict
+    if device is None:
+        dev = library.Device("CPU_DEVICE")
+    elif isinstance(device, str):
+        dev = library.Device(device)
+    else:
+        dev = device
+    return Backend(name, library, dev)
+
+
+def _torch_device_spec(device: Any) -> Any:
+    return f"cuda:{device}" if isinstance(device, int) else device
+
+
+def _cuda_index(device: Any) -> int:
+    if isinstance(device, int):
+        return device
+    text = str(device)
+    if text in ("cuda", "gpu"):
+        return 0
+    if text.startswith(("cuda:", "gpu:")):
+        return int(text.split(":", 1)[1])
+    if hasattr(device, "id"):
+        return int(device.id)
+    raise ValueError(f"cannot read a CUDA device from {device!r}; use an int or 'cuda:N'")

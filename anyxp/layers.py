@@ -1,0 +1,166 @@
+"""Layers: `Dense` and `Dropout` (activation layers live in `anyxp.activations`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .activations import Activation, get_activation
+from .backend import Backend
+from .base import Layer
+from .initializers import INITIALIZERS, default_initializer, resolve_initializer
+
+
+class Dense(Layer):
+    """A fully connected layer: ``activation(x @ kernel + bias)``.
+
+    ``kernel`` has shape (inputs, units). The default initializer suits the
+    activation: He for the ReLU family, Glorot otherwise.
+
+    >>> layer = Dense(10, "relu", input_size=64)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | Activation | None = None,
+        *,
+        use_bias: bool = True,
+        init: str | None = None,
+        input_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(units, int | np.integer) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.activation = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.init = resolve_initializer(init or default_initializer(self.activation.name))
+        self.param_names = ("kernel", "bias") if self.use_bias else ("kernel",)
+        if input_size is not None and (not isinstance(input_size, int) or input_size < 1):
+            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
+        self.declared_input_size = input_size
+
+    def compute_output_size(self, input_size: int) -> int:
+        return self.units
+
+    def initial_parameters(self, input_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        shape = (input_size, self.units)
+        params = {"kernel": INITIALIZERS[self.init](rng, input_size, self.units, shape)}
+        if self.use_bias:
+            params["bias"] = np.zeros(self.units)
+        return params
+
+    def build(self, input_size: int, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
+        super().build(input_size, backend, dtype, rng)
+        self.activation.bind(backend, dtype)
+
+    # -- forward and backward, side by side ----------------------------------------------
+    def forward_logits(self, x: Any, training: bool = False) -> Any:
+        z = x @ self.kernel
+        if self.use_bias:
+            z += self.bias
+        if training:
+            self._x = x
+        return z
+
+    def backward_logits(self, dz: Any, need_input_grad: bool = True) -> Any:
+        self.backend.matmul_into(self._x.mT, dz, self.grad_kernel)
+        if self.use_bias:
+            self.grad_bias[...] = self.xp.sum(dz, axis=0)
+        return dz @ self.kernel.mT if need_input_grad else None
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        z = self.forward_logits(x, training)
+        a = self.activation.apply(z)
+        if training:
+            self._z, self._a = z, a
+        return a
+
+    def backward(self, dy: Any, need_input_grad: bool = True) -> Any:
+        dz = self.activation.derivative(self._z, self._a, dy)
+        return self.backward_logits(dz, need_input_grad)
+
+    @property
+    def output_activation(self) -> str:
+        return self.activation.name
+
+    def get_config(self) -> dict[str, Any]:
+        act = self.activation
+        config: dict[str, Any] = {
+            "units": self.units,
+            "activation": act.name if not act.get_config() else {"name": act.name, **act.get_config()},
+            "use_bias": self.use_bias,
+            "init": self.init,
+        }
+        size = self.input_size if self.built else self.declared_input_size
+        if size is not None:
+            config["input_size"] = size
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Dense:
+        config = dict(config)
+        act = config.get("activation")
+        if isinstance(act, dict):
+            act = dict(act)
+            from .activations import ACTIVATIONS
+
+            name = act.pop("name")
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}")
+            config["activation"] = ACTIVATIONS[name](**act)
+        return cls(**config)
+
+
+class Dropout(Layer):
+    """Inverted dropout: zero a fraction ``rate`` of the inputs while training and scale
+    the rest by 1 / (1 - rate); the identity at inference.
+
+    Masks are drawn on the device from the backend's generator, reseeded every epoch
+    from the network's seed (and ``seed``, if given).
+    Set ``fixed_mask`` to an array to use that mask instead (e.g. for gradient checks).
+
+    >>> layer = Dropout(0.2)
+    """
+
+    def __init__(self, rate: float, *, seed: int | None = None) -> None:
+        super().__init__()
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = rate
+        self.seed = seed
+        self.fixed_mask: Any = None
+
+    def build(self, input_size: int, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
+        super().build(input_size, backend, dtype, rng)
+        self._scale = 1.0 / (1.0 - self.rate)
+        self.reseed(0)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the mask generator (the training loop does so every epoch, from the
+        network's seeded generator, so an epoch can be replayed exactly)."""
+        base = 0 if self.seed is None else self.seed * 1_000_003
+        self._uniform = self.backend.uniform_sampler((base + seed) % 2**63)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        if self.fixed_mask is not None:
+            self._mask = self.fixed_mask
+        else:
+            keep = self._uniform(tuple(x.shape), self.dtype) >= self.rate
+            self._mask = self.xp.astype(keep, self.dtype) * self._scale
+        return x * self._mask
+
+    def backward(self, dy: Any, need_input_grad: bool = True) -> Any:
+        return dy if self._mask is None else dy * self._mask
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"rate": self.rate}
+        if self.seed is not None:
+            config["seed"] = self.seed
+        return config

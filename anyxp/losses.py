@@ -1,0 +1,164 @@
+"""Loss functions, each with its gradient beside it.
+
+Losses reduce as PyTorch's defaults do: the mean over the batch, and over the outputs
+for MSE, MAE and binary cross-entropy, so a learning rate means the same thing in both
+libraries. Sample weights follow Keras: ``sum(w_i * loss_i) / n``.
+
+`CrossEntropy` and `BinaryCrossEntropy` take probabilities (the output of a final
+softmax / sigmoid, as in Keras) or, with ``from_logits=True``, logits (as in
+PyTorch). When a network ends in the matching activation, the loss is computed from
+its logits with log-softmax (log-sigmoid) and the fused gradient ``(p - y) / n``:
+finite even for logits of +-1e4.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .activations import sigmoid
+
+_EPS = {"float32": 1e-7, "float64": 1e-15}
+
+
+class Loss:
+    """Base class: per-sample losses and their gradients; the reduction is shared."""
+
+    name = "loss"
+    link: str | None = None  # the output activation this loss fuses with
+
+    def __init__(self, *, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+        self.xp: Any = None
+
+    def bind(self, xp: Any, dtype: Any) -> Loss:
+        self.xp = xp
+        self.eps = _EPS["float32" if dtype == xp.float32 else "float64"]
+        return self
+
+    def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
+        """(loss of each sample, d(loss_i)/d(out_i) or None)."""
+        raise NotImplementedError
+
+    def value_and_grad(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> tuple[Any, Any]:
+        """The batch loss (0-d array) and dL/d(out); ``logits`` says what ``out`` is."""
+        per, grad = self.per_sample(out, y, logits, need_grad=True)
+        scale = 1.0 / out.shape[0]
+        if weight is None:
+            return self.xp.mean(per), grad * scale
+        return self.xp.sum(per * weight) * scale, grad * (weight[:, None] * scale)
+
+    def value(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> Any:
+        """The batch loss (0-d array)."""
+        per, _ = self.per_sample(out, y, logits, need_grad=False)
+        if weight is None:
+            return self.xp.mean(per)
+        return self.xp.sum(per * weight) / out.shape[0]
+
+    def __call__(self, out: Any, y: Any, weight: Any = None) -> Any:
+        return self.value(out, y, weight, logits=self.from_logits)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": True} if self.from_logits else {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class MSE(Loss):
+    """Mean squared error, averaged over outputs and batch."""
+
+    name = "mse"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
+        diff = out - y
+        k = out.shape[1]
+        per = self.xp.mean(diff * diff, axis=1)
+        return per, (diff * (2.0 / k) if need_grad else None)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+class MAE(Loss):
+    """Mean absolute error, averaged over outputs and batch."""
+
+    name = "mae"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
+        diff = out - y
+        per = self.xp.mean(self.xp.abs(diff), axis=1)
+        return per, (self.xp.sign(diff) * (1.0 / out.shape[1]) if need_grad else None)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+class CrossEntropy(Loss):
+    """Categorical cross-entropy for one-hot (or probability) targets."""
+
+    name = "cross_entropy"
+    link = "softmax"
+
+    def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
+        xp = self.xp
+        if logits:
+            shifted = out - xp.max(out, axis=1, keepdims=True)
+            e = xp.exp(shifted)
+            total = xp.sum(e, axis=1, keepdims=True)
+            log_p = shifted - xp.log(total)
+            per = -xp.sum(y * log_p, axis=1)
+            if not need_grad:
+                return per, None
+            return per, (e / total) * xp.sum(y, axis=1, keepdims=True) - y
+        p = xp.clip(out, self.eps, 1.0)
+        per = -xp.sum(y * xp.log(p), axis=1)
+        return per, (-y / p if need_grad else None)
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy for 0/1 (or probability) targets, averaged over outputs."""
+
+    name = "binary_cross_entropy"
+    link = "sigmoid"
+
+    def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
+        xp = self.xp
+        k = out.shape[1]
+        if logits:
+            # softplus(z) - y * z, written without overflow
+            terms = xp.maximum(out, 0.0) - y * out + xp.log1p(xp.exp(-xp.abs(out)))
+            per = xp.mean(terms, axis=1)
+            return per, ((sigmoid(xp, out) - y) * (1.0 / k) if need_grad else None)
+        p = xp.clip(out, self.eps, 1.0 - self.eps)
+        per = -xp.mean(y * xp.log(p) + (1.0 - y) * xp.log(1.0 - p), axis=1)
+        return per, ((p - y) / (p * (1.0 - p)) * (1.0 / k) if need_grad else None)
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "mse": MSE,
+    "mean_squared_error": MSE,
+    "mae": MAE,
+    "mean_absolute_error": MAE,
+    "cross_entropy": CrossEntropy,
+    "categorical_crossentropy": CrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "binary_crossentropy": BinaryCrossEntropy,
+}
+
+
+def get_loss(spec: str | Loss) -> Loss:
+    """A loss from a name (``"cross_entropy"``) or an instance (copied)."""
+    if isinstance(spec, Loss):
+        return type(spec)(**spec.get_config())
+    if isinstance(spec, type) and issubclass(spec, Loss):
+        return spec()
+    if isinstance(spec, str) and spec.strip().lower() in LOSSES:
+        return LOSSES[spec.strip().lower()]()
+    raise ValueError(f"unknown loss {spec!r}; valid names are {', '.join(LOSSES)}")

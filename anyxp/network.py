@@ -1,0 +1,450 @@
+"""`Network`: a stack of layers with a loss and an optimizer, Keras-like."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .activations import Activation
+from .backend import Backend, dtype_name, get_backend, to_numpy
+from .base import Layer
+from .callbacks import Callback, History
+from .layers import Dense, Dropout
+from .losses import Loss, get_loss
+from .optimizers import Optimizer, get_optimizer
+from .validation import as_host_or_native, check_batch_size, check_features, check_finite, targets_for
+
+DEFAULT_EVAL_BATCH = 8192
+
+
+class Network:
+    """A multilayer perceptron on any Array API backend.
+
+    >>> import anyxp as ax
+    >>> net = ax.Network([ax.Dense(20, "relu"), ax.Dense(3, "softmax")], input_size=4,
+    ...                  loss="cross_entropy", optimizer=ax.Adam(lr=1e-2), seed=0)
+    >>> history = net.fit(x, y, epochs=5, verbose=0)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[Layer] | None = None,
+        *,
+        input_size: int | None = None,
+        loss: str | Loss = "cross_entropy",
+        optimizer: str | Optimizer = "adam",
+        backend: Any = "auto",
+        device: Any = None,
+        dtype: str = "float32",
+        seed: int | None = None,
+        name: str | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> None:
+        self.backend: Backend = get_backend(backend, device=device)
+        self.xp = self.backend.xp
+        self.dtype_name = dtype_name(dtype)
+        self.dtype = self.backend.float_dtype(self.dtype_name)
+        self.loss = get_loss(loss)
+        self.optimizer = get_optimizer(optimizer)
+        self.metrics = _resolve_metrics(metrics, self.loss)
+        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.name = name or "network"
+        self.layers: list[Layer] = []
+        self.input_size: int | None = None
+        if input_size is not None:
+            self.input_size = _positive_int(input_size, "input_size")
+        self.stop_training = False
+        self.history: History | None = None
+        self._theta: Any = None
+        self._grad: Any = None
+        for layer in layers or ():
+            self.add(layer)
+
+    # ------------------------------------------------------------------ structure
+    def add(self, layer: Layer) -> Network:
+        """Append a layer (before the network is built); returns the network."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"add() takes a Layer, got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("cannot add layers to a built network; create a new Network")
+        if layer.built:
+            raise ValueError(f"{layer!r} already belongs to a built network")
+        self._check_sizes([*self.layers, layer], self.input_size)
+        self.layers.append(layer)
+        return self
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    def _check_sizes(self, layers: list[Layer], input_size: int | None) -> int | None:
+        """Propagate feature counts; raise naming both layers where they disagree."""
+        size = input_size
+        if layers and isinstance(layers[0], Dense) and layers[0].declared_input_size is not None:
+            declared = layers[0].declared_input_size
+            if size is not None and size != declared:
+                raise ValueError(
+                    f"input_size={size} but layer 0 ({layers[0]!r}) declares input_size={declared}"
+                )
+            size = declared
+        for i, layer in enumerate(layers):
+            if i > 0 and isinstance(layer, Dense) and layer.declared_input_size is not None:
+                declared = layer.declared_input_size
+                if size is not None and size != declared:
+                    raise ValueError(
+                        f"layer {i} ({layer!r}) declares input_size={declared}, but layer {i - 1} "
+                        f"({layers[i - 1]!r}) outputs {size} features"
+                    )
+            if isinstance(layer, Dense):
+                size = layer.units
+        return size
+
+    @property
+    def output_size(self) -> int | None:
+        return self._check_sizes(self.layers, self.input_size or 1) if self.layers else None
+
+    def build(self, input_size: int | None = None) -> Network:
+        """Create the weights (drawn from the seeded host generator) for ``input_size``."""
+        if self.built:
+            return self
+        if not self.layers:
+            raise ValueError("the network has no layers; add some with net.add(...)")
+        size = input_size if input_size is not None else self.input_size
+        first = self.layers[0]
+        if size is None and isinstance(first, Dense):
+            size = first.declared_input_size
+        if size is None:
+            raise ValueError("input_size is unknown: pass input_size= or call fit/predict first")
+        size = _positive_int(size, "input_size")
+        self._check_sizes(self.layers, size)
+        self.input_size = size
+        if not any(layer.param_names for layer in self.layers):
+            raise ValueError("the network has no trainable layer (add a Dense layer)")
+        with self.backend.activate():
+            for layer in self.layers:
+                layer.build(size, self.backend, self.dtype, self.rng)
+                size = layer.output_size
+            self._flatten_parameters()
+        self.loss.bind(self.xp, self.dtype)
+        last = self.layers[-1]
+        self._fused = (
+            not self.loss.from_logits
+            and self.loss.link is not None
+            and last.output_activation == self.loss.link
+        )
+        self._logits = self._fused or self.loss.from_logits
+        self._trainable_from = next(i for i, layer in enumerate(self.layers) if layer.param_names)
+        return self
+
+    def _flatten_parameters(self) -> None:
+        """Re-home every parameter (and gradient) as a view of one flat buffer, so the
+        optimizer updates all of them with a handful of whole-buffer operations."""
+        xp, dev = self.xp, self.backend.device
+        total = sum(layer.num_parameters for layer in self.layers)
+        theta = xp.empty((total,), dtype=self.dtype, device=dev)
+        grad = xp.zeros((total,), dtype=self.dtype, device=dev)
+        offset = 0
+        for layer in self.layers:
+            for pname in layer.param_names:
+                value = getattr(layer, pname)
+                count = int(np.prod(value.shape))
+                view = xp.reshape(theta[offset : offset + count], tuple(value.shape))
+                view[...] = value
+                setattr(layer, pname, view)
+                setattr(layer, "grad_" + pname, xp.reshape(grad[offset : offset + count], tuple(value.shape)))
+                offset += count
+        self._theta, self._grad = theta, grad
+        self.optimizer.setup([theta], [grad], self.backend)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def num_parameters(self) -> int:
+        return sum(layer.num_parameters for layer in self.layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Host NumPy copies of the parameters in layer order (kernel, then bias)."""
+        self._require_built()
+        return [np.array(to_numpy(p)) for layer in self.layers for p in layer.parameters()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Load parameters (as from `get_weights`); validated in full before any is written."""
+        self._require_built()
+        targets = [(layer, n) for layer in self.layers for n in layer.param_names]
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(f"set_weights got {len(weights)} arrays, the network has {len(targets)}")
+        arrays = []
+        for i, ((layer, pname), w) in enumerate(zip(targets, weights, strict=True)):
+            host = np.asarray(to_numpy(w))
+            expected = tuple(getattr(layer, pname).shape)
+            if host.shape != expected:
+                raise ValueError(
+                    f"weight {i} ({type(layer).__name__} {pname}) has shape {host.shape}, expected {expected}"
+                )
+            if not np.issubdtype(host.dtype, np.number):
+                raise ValueError(f"weight {i} ({pname}) must hold numbers, got dtype {host.dtype}")
+            check_finite(host, f"weight {i} ({type(layer).__name__} {pname})")
+            arrays.append(host)
+        with self.backend.activate():
+            for (layer, pname), host in zip(targets, arrays, strict=True):
+                getattr(layer, pname)[...] = self.backend.asarray(host, dtype=self.dtype)
+
+    def snapshot_parameters(self) -> Any:
+        """A device copy of all parameters (for `restore_parameters`)."""
+        self._require_built()
+        return self.xp.asarray(self._theta, copy=True)
+
+    def restore_parameters(self, snapshot: Any) -> None:
+        self._theta[...] = snapshot
+
+    def _snapshot_state(self) -> tuple[Any, dict[str, Any], int]:
+        """Parameters, optimizer state and step count (device copies)."""
+        state = {k: self.xp.asarray(v, copy=True) for k, v in self.optimizer.state_arrays().items()}
+        return self.snapshot_parameters(), state, self.optimizer.steps
+
+    def _restore_state(self, snapshot: tuple[Any, dict[str, Any], int]) -> None:
+        theta, state, steps = snapshot
+        self.restore_parameters(theta)
+        self.optimizer.load_state_arrays(state, steps)
+
+    def _require_built(self) -> None:
+        if not self.built:
+            raise RuntimeError("the network is not built yet: call fit/predict or build(input_size)")
+
+    # ------------------------------------------------------------------ computing
+    def _forward(self, x: Any, training: bool) -> Any:
+        """The outputs the loss takes: logits when the loss is fused with the last activation."""
+        layers = self.layers
+        for layer in layers[:-1]:
+            x = layer.forward(x, training)
+        last = layers[-1]
+        return last.forward_logits(x, training) if self._fused else last.forward(x, training)
+
+    def _backward(self, d: Any) -> None:
+        layers, stop = self.layers, self._trainable_from
+        last = len(layers) - 1
+        need = last > stop
+        d = layers[last].backward_logits(d, need) if self._fused else layers[last].backward(d, need)
+        for i in range(last - 1, stop - 1, -1):
+            d = layers[i].backward(d, i > stop)
+
+    def _forward_backward(self, xb: Any, tb: Any, wb: Any) -> tuple[Any, Any]:
+        out = self._forward(xb, True)
+        loss, d = self.loss.value_and_grad(out, tb, wb, logits=self._logits)
+        self._backward(d)
+        return loss, out
+
+    def _correct(self, out: Any, t: Any) -> Any:
+        """Number of correctly classified samples in a batch (a 0-d device array)."""
+        xp = self.xp
+        if out.shape[1] > 1 and self.loss.name != "binary_cross_entropy":
+            hits = xp.argmax(out, axis=1) == xp.argmax(t, axis=1)
+            return xp.sum(xp.astype(hits, self.dtype))
+        threshold = 0.0 if self._logits else 0.5
+        hits = (out > threshold) == (t > 0.5)
+        return xp.sum(xp.astype(hits, self.dtype)) / out.shape[1]
+
+    # ------------------------------------------------------------------ public API
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, Any] | tuple[Any, Any, Any] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: Any = None,
+        callbacks: Sequence[Callback] = (),
+        verbose: int = 1,
+    ) -> History:
+        """Train; returns a `History`. Calling ``fit`` again continues training."""
+        from .training import fit
+
+        return fit(
+            self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+            validation_split=validation_split, shuffle=shuffle, class_weight=class_weight,
+            sample_weight=sample_weight, callbacks=callbacks, verbose=verbose,
+        )
+
+    def evaluate(self, x: Any, y: Any, *, batch_size: int | None = None, sample_weight: Any = None) -> dict[str, float]:
+        """Loss (and metrics) on ``(x, y)``: ``{"loss": ..., "accuracy": ...}``."""
+        from .training import evaluate_arrays, prepare_data
+
+        batch_size = check_batch_size(batch_size)
+        data = prepare_data(self, x, y, sample_weight=sample_weight, names=("x", "y"))
+        self.build(data.x.shape[1])
+        return evaluate_arrays(self, data.to_device(self), batch_size)
+
+    def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
+        """Outputs for ``x``, as arrays of the caller's library (NumPy in, NumPy out)."""
+        batch_size = check_batch_size(batch_size) or DEFAULT_EVAL_BATCH
+        x_in = x
+        x = as_host_or_native(x, self.backend, "x")
+        check_features(x, "x", self.input_size)
+        self.build(x.shape[1])
+        xp = self.xp
+        with self.backend.activate():
+            x_dev = self.backend.asarray(x, dtype=self.dtype)
+            parts = []
+            for lo in range(0, x_dev.shape[0], batch_size):
+                a = x_dev[lo : min(lo + batch_size, x_dev.shape[0]), ...]
+                for layer in self.layers:
+                    a = layer.forward(a, False)
+                parts.append(a)
+            out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+        return _in_callers_library(out, x_in, self.backend)
+
+    def predict_classes(self, x: Any, *, batch_size: int | None = None) -> Any:
+        """Predicted class per sample: argmax, or a 0.5 threshold for one output."""
+        out = self.predict(x, batch_size=batch_size)
+        xp = array_api_compat.array_namespace(out)
+        if out.shape[1] == 1:
+            return xp.astype(out[:, 0] > 0.5, xp.int64)
+        return xp.argmax(out, axis=1)
+
+    def summary(self, print_fn: Any = print) -> str:
+        """Layers, output shapes, parameter counts, dtype, backend and device."""
+        rows = [("Layer", "Output shape", "Params")]
+        size = self.input_size
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                size = layer.units
+            label = f"{i}: {type(layer).__name__}"
+            if isinstance(layer, Dense):
+                label += f"({layer.units}, {layer.activation.name})"
+            elif isinstance(layer, Dropout):
+                label += f"({layer.rate})"
+            shape = f"(None, {size if size is not None else '?'})"
+            rows.append((label, shape, f"{layer.num_parameters:,}" if layer.built else "?"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        line = "-" * (sum(widths) + 4)
+        text = [f'Network "{self.name}"', line]
+        text += ["  ".join(r[c].ljust(widths[c]) for c in range(3)) for r in rows[:1]]
+        text.append(line)
+        text += ["  ".join(r[c].ljust(widths[c]) for c in range(3)) for r in rows[1:]]
+        text.append(line)
+        params = f"{self.num_parameters:,}" if self.built else "? (not built)"
+        text.append(f"Total params: {params}")
+        text.append(f"Input size: {self.input_size}  dtype: {self.dtype_name}")
+        text.append(f"Loss: {self.loss!r}  Optimizer: {self.optimizer!r}")
+        text.append(f"Backend: {self.backend.name} {self.backend.version}  device: {self.backend.device}")
+        result = "\n".join(text)
+        if print_fn is not None:
+            print_fn(result)
+        return result
+
+    def save(self, path: str | Path) -> None:
+        """Write architecture, weights, optimizer state, dtype and format version to one
+        ``.npz`` file (no pickle)."""
+        from .checkpoint import save
+
+        save(self, path)
+
+    def to(self, backend: Any, device: Any = None) -> Network:
+        """Move the weights and optimizer state to another backend/device (in place)."""
+        new = get_backend(backend, device=device)
+        if not self.built:
+            self.backend, self.xp = new, new.xp
+            self.dtype = new.float_dtype(self.dtype_name)
+            return self
+        weights = self.get_weights()
+        state = {k: to_numpy(v) for k, v in self.optimizer.state_arrays().items()}
+        steps = self.optimizer.steps
+        self.backend, self.xp = new, new.xp
+        self.dtype = new.float_dtype(self.dtype_name)
+        rng_state = self.rng.bit_generator.state
+        for layer in self.layers:
+            layer.built = False
+        self.build(self.input_size)
+        self.rng.bit_generator.state = rng_state
+        self.set_weights(weights)
+        self.optimizer.load_state_arrays(state, steps)
+        return self
+
+    def collapse(self) -> Network:
+        """An equivalent one-layer network, when every hidden activation is the identity.
+
+        The final activation is kept; Dropout layers (identity at inference) are skipped.
+        """
+        self._require_built()
+        body = [layer for layer in self.layers if not isinstance(layer, Dropout)]
+        final = body.pop() if isinstance(body[-1], Activation) else body[-1].activation
+        for layer in body:
+            if isinstance(layer, Dense):
+                act = layer.activation.name
+            elif isinstance(layer, Activation):
+                act = layer.name
+            else:
+                raise ValueError(f"cannot collapse a network with a {type(layer).__name__} layer")
+            keeps_final = layer is body[-1] and final is getattr(layer, "activation", None)
+            if act != "linear" and not keeps_final:
+                raise ValueError(f"cannot collapse: {layer!r} has the non-identity activation {act!r}")
+        kernel, bias = np.eye(self.input_size), np.zeros(self.input_size)
+        for layer in body:
+            if isinstance(layer, Dense):
+                w = to_numpy(layer.kernel).astype(np.float64)
+                b = to_numpy(layer.bias).astype(np.float64) if layer.use_bias else 0.0
+                kernel, bias = kernel @ w, bias @ w + b
+        single = Dense(kernel.shape[1], type(final)(**final.get_config()), input_size=self.input_size)
+        net = Network(
+            [single], loss=get_loss(self.loss), optimizer=type(self.optimizer)(**_opt_args(self.optimizer)),
+            backend=self.backend, dtype=self.dtype_name, seed=self.seed, name=f"{self.name}_collapsed",
+            metrics=self.metrics,
+        )
+        net.build(self.input_size)
+        net.set_weights([kernel, bias])
+        return net
+
+    def __repr__(self) -> str:
+        layers = ", ".join(repr(layer) for layer in self.layers)
+        return f"Network([{layers}], input_size={self.input_size}, backend={self.backend.name!r})"
+
+
+def _opt_args(opt: Optimizer) -> dict[str, Any]:
+    config = opt.get_config()
+    if "betas" in config:
+        config["betas"] = tuple(config["betas"])
+    return config
+
+
+def _resolve_metrics(metrics: Sequence[str] | None, loss: Loss) -> list[str]:
+    if metrics is None:
+        return ["accuracy"] if loss.link is not None else []
+    metrics = list(metrics)
+    for m in metrics:
+        if m != "accuracy":
+            raise ValueError(f"unknown metric {m!r}; valid metrics are: accuracy")
+    return metrics
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _in_callers_library(out: Any, x_in: Any, backend: Backend) -> Any:
+    """Return ``out`` in the array library ``x_in`` came in (NumPy for lists)."""
+    if backend.is_native(x_in):
+        return out
+    host = to_numpy(out)
+    if isinstance(x_in, np.ndarray) or not _is_foreign_array(x_in):
+        return host
+    xp_in = array_api_compat.array_namespace(x_in)
+    return xp_in.asarray(host, device=array_api_compat.device(x_in))
+
+
+def _is_foreign_array(x: Any) -> bool:
+    try:
+        array_api_compat.array_namespace(x)
+        return True
+    except TypeError:
+        return False

@@ -1,0 +1,334 @@
+"""The training loop: data moved to the device once, batches taken there, metrics
+accumulated there, and a few Python floats brought back once per epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .callbacks import Callback, History
+from .errors import TrainingDivergedError
+from .validation import (
+    as_host_or_native,
+    check_batch_size,
+    check_features,
+    check_lengths,
+    sample_weights,
+    targets_for,
+)
+
+if TYPE_CHECKING:
+    from .network import Network
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class DeviceData:
+    """Features, targets (n, outputs) and optional sample weights on the device."""
+
+    x: Any
+    t: Any
+    w: Any
+    n: int
+
+
+@dataclass
+class Data:
+    """Validated host (or already-native) features, targets and weights."""
+
+    x: Any
+    t: np.ndarray
+    w: np.ndarray | None
+
+    def split(self, at: int) -> tuple[Data, Data]:
+        w = self.w
+        return (
+            Data(self.x[:at, ...], self.t[:at], None if w is None else w[:at]),
+            Data(self.x[at:, ...], self.t[at:], None if w is None else w[at:]),
+        )
+
+    def to_device(self, net: Network) -> DeviceData:
+        b = net.backend
+        with b.activate():
+            w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
+            return DeviceData(b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype), w, int(self.x.shape[0]))
+
+
+def prepare_data(
+    net: Network,
+    x: Any,
+    y: Any,
+    *,
+    sample_weight: Any = None,
+    class_weight: dict | None = None,
+    names: tuple[str, str] = ("x", "y"),
+    expected_features: int | None = None,
+) -> Data:
+    """Validate ``(x, y)`` against the network; convert labels to targets. No state changes."""
+    x = as_host_or_native(x, net.backend, names[0])
+    check_features(x, names[0], expected_features or net.input_size)
+    outputs = net._check_sizes(net.layers, x.shape[1]) if net.layers else None
+    if outputs is None:
+        raise ValueError("the network has no layers; add some with net.add(...)")
+    y_host = as_host_or_native(y, net.backend, names[1])
+    if getattr(y_host, "ndim", 0) == 0:
+        raise ValueError(f"{names[1]} must be an array of targets, got {type(y).__name__}")
+    check_lengths(x, y_host, *names)
+    t, is_labels = targets_for(y_host, outputs, net.loss.name, names[1])
+    labels = None
+    if is_labels:
+        labels = np.argmax(t, axis=1) if outputs > 1 else t[:, 0].astype(np.int64)
+    w = sample_weights(int(x.shape[0]), labels, class_weight, sample_weight)
+    return Data(x, t, w)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    net: Network,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation_data: Any,
+    validation_split: float,
+    shuffle: bool,
+    class_weight: dict | None,
+    sample_weight: Any,
+    callbacks: Sequence[Callback],
+    verbose: int,
+) -> History:
+    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    batch_size = check_batch_size(batch_size)
+    if batch_size is None:
+        raise ValueError("batch_size must be an integer >= 1, got None")
+    if not isinstance(validation_split, int | float) or not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if validation_split and validation_data is not None:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+
+    data = prepare_data(net, x, y, sample_weight=sample_weight, class_weight=class_weight)
+    val = None
+    if validation_split:
+        at = int(data.x.shape[0] * (1.0 - validation_split))
+        if at < 1 or at >= data.x.shape[0]:
+            raise ValueError(
+                f"validation_split={validation_split} leaves no training or no validation "
+                f"samples out of {data.x.shape[0]}"
+            )
+        data, val = data.split(at)
+    elif validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
+        vx, vy, *vw = validation_data
+        val = prepare_data(
+            net, vx, vy, sample_weight=vw[0] if vw else None,
+            names=("validation_data x", "validation_data y"), expected_features=data.x.shape[1],
+        )
+
+    net.build(data.x.shape[1])
+    train_dev = data.to_device(net)
+    val_dev = val.to_device(net) if val is not None else None
+    with net.backend.activate():
+        history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose)
+    net.history = history
+    return history
+
+
+def _batches(net: Network, data: DeviceData, batch_size: int, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+    """(size, x, targets, weights) of each batch; taken on the device."""
+    xp = net.xp
+    x, t, w, n = data.x, data.t, data.w, data.n
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        if order is None:
+            yield hi - lo, x[lo:hi, ...], t[lo:hi, ...], (None if w is None else w[lo:hi])
+        else:
+            idx = order[lo:hi]
+            wb = None if w is None else xp.take(w, idx, axis=0)
+            yield hi - lo, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
+
+
+def _train(
+    net: Network,
+    data: DeviceData,
+    val: DeviceData | None,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    callbacks: list[Callback],
+    verbose: int,
+) -> History:
+    history = History()
+    all_callbacks = [history, *callbacks]
+    accuracy = "accuracy" in net.metrics
+    metric_names = ["loss", *(["accuracy"] if accuracy else [])]
+    if val is not None:
+        metric_names += [f"val_{m}" for m in metric_names]
+    steps = math.ceil(data.n / batch_size)
+    params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": data.n,
+              "metrics": metric_names, "is_main_process": True}
+    for cb in all_callbacks:
+        cb.set_context(net, params)
+    batch_callbacks = [cb for cb in all_callbacks if cb.wants_batches]
+
+    net.stop_training = False
+    for cb in all_callbacks:
+        cb.on_train_begin()
+    try:
+        _epochs(net, data, val, epochs, batch_size, shuffle, all_callbacks, batch_callbacks, verbose)
+    except BaseException:
+        for cb in all_callbacks:
+            cb.on_train_abort()
+        raise
+    for cb in all_callbacks:
+        cb.on_train_end()
+    return history
+
+
+def _epochs(
+    net: Network, data: DeviceData, val: DeviceData | None, epochs: int, batch_size: int,
+    shuffle: bool, all_callbacks: list[Callback], batch_callbacks: list[Callback], verbose: int,
+) -> None:
+    accuracy = "accuracy" in net.metrics
+    metric_names = all_callbacks[0].params["metrics"]
+    steps = all_callbacks[0].params["steps"]
+    dropouts = [layer for layer in net.layers if hasattr(layer, "reseed")]
+    optimizer, correct_fn, step_fn = net.optimizer, net._correct, net._forward_backward
+    for epoch in range(epochs):
+        for cb in all_callbacks:
+            cb.on_epoch_begin(epoch)
+        snapshot = net._snapshot_state()
+        order = net.backend.asarray(net.rng.permutation(data.n)) if shuffle else None
+        dropout_seed = int(net.rng.integers(2**62)) if dropouts else 0
+        for i, layer in enumerate(dropouts):
+            layer.reseed(dropout_seed + i)
+        bar = _progress_bar(verbose, steps, epoch, epochs)
+        loss_sum: Any = 0.0
+        correct_sum: Any = 0.0
+        for b, (size, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+            if batch_callbacks:
+                for cb in batch_callbacks:
+                    cb.on_batch_begin(b)
+            loss, out = step_fn(xb, tb, wb)
+            optimizer.step()
+            loss_sum = loss_sum + loss * size
+            if accuracy:
+                correct = correct_fn(out, tb)
+                correct_sum = correct_sum + correct
+            if batch_callbacks:  # the user asked for per-batch values: one sync per batch
+                logs = {"loss": float(loss)}
+                if accuracy:
+                    logs["accuracy"] = float(correct) / size
+                for cb in batch_callbacks:
+                    cb.on_batch_end(b, logs)
+            if bar is not None:
+                bar.update(1)
+        logs = _floats(net, metric_names[: 1 + accuracy], (loss_sum, correct_sum), data.n)
+        if not math.isfinite(logs["loss"]):
+            if bar is not None:
+                bar.close()
+            _locate_divergence(net, data, batch_size, order, snapshot, dropouts, dropout_seed, epoch, epochs)
+        if val is not None:
+            logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, val, None).items()})
+        _finish_bar(bar, verbose, logs, epoch, epochs)
+        for cb in all_callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if net.stop_training:
+            break
+
+
+def _floats(net: Network, names: list[str], sums: tuple[Any, Any], n: int) -> dict[str, float]:
+    """Bring the epoch's accumulators to the host: one transfer, once per epoch."""
+    xp = net.xp
+    stacked = xp.stack([xp.asarray(total, dtype=net.dtype) for total in sums[: len(names)]])
+    host = net.backend.to_numpy(stacked)
+    return {name: float(value) / n for name, value in zip(names, host, strict=True)}
+
+
+def _locate_divergence(
+    net: Network, data: DeviceData, batch_size: int, order: Any, snapshot: Any,
+    dropouts: list[Any], dropout_seed: int, epoch: int, epochs: int,
+) -> None:
+    """The epoch's loss is not finite: replay it from its start, checking each step on
+    the host, and stop before the first step that is not finite. Raises."""
+    xp = net.xp
+    net._restore_state(snapshot)
+    for i, layer in enumerate(dropouts):
+        layer.reseed(dropout_seed + i)
+    steps = math.ceil(data.n / batch_size)
+    for b, (_, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+        before = net._snapshot_state()
+        loss, _ = net._forward_backward(xb, tb, wb)
+        value = float(net.backend.to_numpy(loss))
+        bad = not math.isfinite(value)
+        if not bad:
+            net.optimizer.step()
+            bad = not bool(xp.all(xp.isfinite(net._theta)))
+        if bad:
+            net._restore_state(before)
+            what = f"the loss became {value}" if not math.isfinite(value) else "the weights became non-finite"
+            raise TrainingDivergedError(
+                f"training diverged: {what} at epoch {epoch + 1}/{epochs}, batch {b + 1}/{steps}; "
+                "the network keeps the weights from before that batch (try a lower learning rate)",
+                epoch=epoch + 1, batch=b + 1,
+            )
+    raise TrainingDivergedError(  # the replay did not reproduce the failure
+        f"training diverged at epoch {epoch + 1}/{epochs}; the network keeps the weights "
+        "from the start of that epoch", epoch=epoch + 1, batch=0,
+    )
+
+
+def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None) -> dict[str, float]:
+    """Loss and metrics over device data, accumulated on the device; one transfer."""
+    batch_size = batch_size or 8192
+    accuracy = "accuracy" in net.metrics
+    loss_sum: Any = 0.0
+    correct_sum: Any = 0.0
+    with net.backend.activate():
+        for size, xb, tb, wb in _batches(net, data, batch_size, None):
+            out = net._forward(xb, False)
+            loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * size
+            if accuracy:
+                correct_sum = correct_sum + net._correct(out, tb)
+    names = ["loss", *(["accuracy"] if accuracy else [])]
+    return _floats(net, names, (loss_sum, correct_sum), data.n)
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _progress_bar(verbose: int, steps: int, epoch: int, epochs: int) -> Any:
+    if verbose != 1:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", leave=True,
+                dynamic_ncols=True, mininterval=0.2)
+
+
+def _format_logs(logs: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+
+
+def _finish_bar(bar: Any, verbose: int, logs: dict[str, float], epoch: int, epochs: int) -> None:
+    if bar is not None:
+        bar.set_postfix_str(_format_logs(logs), refresh=False)
+        bar.close()
+    elif verbose == 2:
+        print(f"Epoch {epoch + 1}/{epochs} - {_format_logs(logs)}")

@@ -1,0 +1,254 @@
+"""fit / evaluate / predict on the backend under test: dtypes, devices, host syncs,
+determinism across backends, callbacks, early stopping, divergence."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from conftest import assert_native, count_host_syncs
+
+import anyxp as ax
+
+
+def classifier(backend: ax.Backend, dtype: str = "float32", seed: int = 0, **kwargs) -> ax.Network:
+    kwargs.setdefault("optimizer", ax.Adam(lr=1e-2))
+    return ax.Network([ax.Dense(16, "relu"), ax.Dense(8, "tanh"), ax.Dense(3, "softmax")],
+                      input_size=5, backend=backend, dtype=dtype, seed=seed, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_and_device_are_kept_end_to_end(backend: ax.Backend, dtype: str, small_classification) -> None:
+    x, y = small_classification
+    net = classifier(backend, dtype)
+    net.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    for layer in net.layers:
+        for array in [*layer.parameters(), *layer.gradients()]:
+            assert_native(backend, array, dtype)
+    for array in net.optimizer.state_arrays().values():
+        assert_native(backend, array, dtype)
+    x_dev = backend.asarray(x, dtype=backend.float_dtype(dtype))
+    out = net.predict(x_dev)
+    assert_native(backend, out, dtype)  # native in, native out
+    logits = net._forward(x_dev, True)
+    assert_native(backend, logits, dtype)
+    loss, grad = net.loss.value_and_grad(logits, backend.asarray(np.eye(3)[y], dtype=net.dtype), logits=True)
+    assert loss.dtype == net.dtype and grad.dtype == net.dtype
+
+
+def test_predict_returns_the_callers_library(backend: ax.Backend, small_classification) -> None:
+    x, y = small_classification
+    net = classifier(backend)
+    net.fit(x, y, epochs=1, verbose=0)
+    out = net.predict(x)
+    assert isinstance(out, np.ndarray) and out.shape == (120, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    as_list = net.predict(x.tolist())
+    assert isinstance(as_list, np.ndarray)
+    np.testing.assert_allclose(as_list, out, rtol=1e-6)
+    native = net.predict(backend.asarray(x))
+    assert backend.is_native(native)
+    np.testing.assert_allclose(backend.to_numpy(native), out, rtol=1e-5, atol=1e-6)
+    small = net.predict(x, batch_size=7)  # several batches, last one partial
+    np.testing.assert_allclose(small, out, rtol=1e-5, atol=1e-6)
+    classes = net.predict_classes(x)
+    np.testing.assert_array_equal(classes, out.argmax(axis=1))
+
+
+def test_a_training_step_makes_no_host_sync(small_classification) -> None:
+    """Counted on array_api_strict (device1): forward, loss, backward, optimizer."""
+    pytest.importorskip("array_api_strict")
+    from conftest import make_backend
+
+    strict = make_backend("array_api_strict")
+    x, y = small_classification
+    for optimizer in (ax.SGD(lr=0.1, momentum=0.9, nesterov=True), ax.Adam(), ax.AdamW(), ax.RMSprop(momentum=0.5)):
+        net = ax.Network([ax.Dense(16, "gelu"), ax.Dropout(0.2), ax.Dense(3, "softmax")], input_size=5,
+                         optimizer=optimizer, backend=strict, seed=0)
+        net.build()
+        xb = strict.asarray(x[:32], dtype=net.dtype)
+        tb = strict.asarray(np.eye(3)[y[:32]], dtype=net.dtype)
+        with count_host_syncs() as syncs:
+            for _ in range(3):
+                loss, out = net._forward_backward(xb, tb, None)
+                net.optimizer.step()
+                net._correct(out, tb)
+        assert syncs == [], f"{type(optimizer).__name__}: host syncs in a step: {syncs}"
+
+
+def test_host_syncs_per_epoch_do_not_grow_with_batches(small_classification) -> None:
+    pytest.importorskip("array_api_strict")
+    from conftest import make_backend
+
+    strict = make_backend("array_api_strict")
+    x, y = small_classification
+    counts = []
+    for batch_size in (60, 8):  # 2 and 15 batches per epoch
+        net = classifier(strict)
+        net.build()
+        with count_host_syncs() as syncs:
+            net.fit(x, y, epochs=2, batch_size=batch_size, validation_data=(x[:30], y[:30]), verbose=0)
+        counts.append(len(syncs))
+    assert counts[0] == counts[1], counts
+    assert counts[0] <= 2 * 2 * 2  # 2 epochs x (training, validation) x one transfer (2 calls)
+
+
+def test_same_seed_same_weights_and_batches_across_backends(backend: ax.Backend, small_classification) -> None:
+    """float64 loss curves agree with NumPy's to 1e-6 relative over several epochs."""
+    x, y = small_classification
+    reference = classifier(ax.get_backend("numpy"), "float64", seed=3)
+    mine = classifier(backend, "float64", seed=3)
+    reference.build()
+    mine.build()
+    for a, b in zip(reference.get_weights(), mine.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    h_ref = reference.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0)
+    h_mine = mine.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0)
+    for key in ("loss", "val_loss", "accuracy"):
+        np.testing.assert_allclose(h_mine.history[key], h_ref.history[key], rtol=1e-6)
+    for a, b in zip(reference.get_weights(), mine.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
+
+
+def test_history_and_continued_fit(backend: ax.Backend, small_classification) -> None:
+    x, y = small_classification
+    net = classifier(backend)
+    h1 = net.fit(x, y, epochs=3, batch_size=16, validation_data=(x[:40], y[:40]), verbose=0)
+    assert h1.epoch == [0, 1, 2]
+    assert set(h1.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in h1.history.values())
+    steps = net.optimizer.steps
+    h2 = net.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert net.optimizer.steps == steps + 2 * math.ceil(120 / 16)  # last partial batch used
+    assert h2.history["loss"][-1] < h1.history["loss"][0]
+    assert net.history is h2
+
+
+def test_evaluate_matches_a_numpy_computation(backend: ax.Backend, small_classification) -> None:
+    x, y = small_classification
+    net = classifier(backend, "float64")
+    net.fit(x, y, epochs=2, verbose=0)
+    scores = net.evaluate(x, y, batch_size=50)
+    p = net.predict(x)
+    assert scores["loss"] == pytest.approx(-np.mean(np.log(p[np.arange(120), y])), rel=1e-9)
+    assert scores["accuracy"] == pytest.approx(np.mean(p.argmax(axis=1) == y))
+
+
+def test_sample_and_class_weights(backend: ax.Backend, small_classification) -> None:
+    x, y = small_classification
+    net = classifier(backend, "float64")
+    net.build()
+    unweighted = net.evaluate(x, y)["loss"]
+    assert net.evaluate(x, y, sample_weight=np.full(120, 2.0))["loss"] == pytest.approx(2 * unweighted)
+    a, b = classifier(backend, "float64"), classifier(backend, "float64")
+    a.fit(x, y, epochs=1, batch_size=120, class_weight={0: 1.0, 1: 3.0, 2: 0.5}, shuffle=False, verbose=0)
+    weights = np.array([1.0, 3.0, 0.5])[y]
+    b.fit(x, y, epochs=1, batch_size=120, sample_weight=weights, shuffle=False, verbose=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-12)
+
+
+def test_early_stopping_restores_the_best_weights(backend: ax.Backend, small_classification) -> None:
+    x, y = small_classification
+    # a validation set whose labels are noise: val_loss soon gets worse
+    rng = np.random.default_rng(0)
+    x_val, y_val = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+    net = classifier(backend, "float64", optimizer=ax.Adam(lr=0.05))
+    seen: list[list[np.ndarray]] = []
+
+    class Recorder(ax.Callback):
+        def on_epoch_end(self, epoch, logs=None):  # type: ignore[no-untyped-def]
+            seen.append(self.network.get_weights())
+
+    stop = ax.EarlyStopping(monitor="val_loss", patience=2)
+    history = net.fit(x, y, epochs=50, batch_size=16, validation_data=(x_val, y_val),
+                      callbacks=[Recorder(), stop], verbose=0)
+    epochs_run = len(history.epoch)
+    assert epochs_run < 50 and stop.stopped_epoch == epochs_run - 1
+    best = int(np.argmin(history.history["val_loss"]))
+    assert stop.best_epoch == best and epochs_run == best + 1 + 2
+    for w, w_best in zip(net.get_weights(), seen[best], strict=True):
+        np.testing.assert_array_equal(w, w_best)
+    assert net.evaluate(x_val, y_val)["loss"] == pytest.approx(history.history["val_loss"][best], rel=1e-9)
+
+
+def test_early_stopping_needs_its_metric(backend: ax.Backend, small_classification) -> None:
+    x, y = small_classification
+    net = classifier(backend)
+    net.build()
+    before = net.get_weights()
+    with pytest.raises(ValueError, match="val_loss.*validation_data"):
+        net.fit(x, y, epochs=2, callbacks=[ax.EarlyStopping()], verbose=0)
+    for a, b in zip(before, net.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_csv_logger_per_epoch_and_per_batch(backend: ax.Backend, small_classification, tmp_path) -> None:
+    x, y = small_classification
+    net = classifier(backend)
+    epochs_csv, batches_csv = tmp_path / "epochs.csv", tmp_path / "batches.csv"
+    history = net.fit(x, y, epochs=3, batch_size=50, validation_split=0.2, verbose=0,
+                      callbacks=[ax.CSVLogger(epochs_csv), ax.CSVLogger(batches_csv, per_batch=True)])
+    rows = list(csv.DictReader(epochs_csv.open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(history.history["val_loss"])
+    batch_rows = list(csv.DictReader(batches_csv.open()))
+    assert len(batch_rows) == 3 * 2  # 96 training samples in batches of 50
+    assert set(batch_rows[0]) == {"epoch", "batch", "loss", "accuracy"}
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in batch_rows)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_stops_with_the_last_finite_weights(backend: ax.Backend) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    y = x @ rng.normal(size=(3, 1))
+    net = ax.Network([ax.Dense(8, "linear"), ax.Dense(1)], input_size=3, loss="mse",
+                     optimizer=ax.SGD(lr=5.0), backend=backend, dtype="float64", seed=0)
+    seen: list[list[np.ndarray]] = []
+
+    class Recorder(ax.Callback):
+        def on_batch_begin(self, batch, logs=None):  # type: ignore[no-untyped-def]
+            seen.append(self.network.get_weights())
+
+    with pytest.raises(ax.TrainingDivergedError, match=r"epoch \d+/100, batch \d+/8") as info:
+        net.fit(x, y, epochs=100, batch_size=8, callbacks=[Recorder()], verbose=0)
+    err = info.value
+    weights = net.get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    # the weights from before the failing batch of the failing epoch
+    failing = seen[(err.epoch - 1) * 8 + err.batch - 1]
+    for w, expected in zip(weights, failing, strict=True):
+        np.testing.assert_array_equal(w, expected)
+
+
+def test_verbose_modes_print_what_they_promise(backend: ax.Backend, small_classification, capsys) -> None:
+    x, y = small_classification
+    classifier(backend).fit(x, y, epochs=2, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2 - loss=" in out and "Epoch 2/2 - loss=" in out
+    classifier(backend).fit(x, y, epochs=1, verbose=0)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    classifier(backend).fit(x, y, epochs=1, verbose=1)
+    err = capsys.readouterr().err  # tqdm writes its bar to stderr
+    assert "Epoch 1/1" in err and "4/4" in err and "loss=" in err
+
+
+def test_binary_and_regression_targets(backend: ax.Backend) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 4))
+    y_bin = (x[:, 0] + x[:, 1] > 0).astype(int)
+    net = ax.Network([ax.Dense(8, "relu"), ax.Dense(1, "sigmoid")], input_size=4,
+                     loss="binary_cross_entropy", optimizer=ax.Adam(lr=0.05), backend=backend, seed=0)
+    net.fit(x, y_bin, epochs=20, batch_size=32, verbose=0)
+    assert net.evaluate(x, y_bin)["accuracy"] > 0.9
+    assert set(np.unique(net.predict_classes(x))) <= {0, 1}
+    y_reg = x @ np.array([1.0, -2.0, 0.5, 0.0])
+    reg = ax.Network([ax.Dense(16, "tanh"), ax.Dense(1)], input_size=4, loss="mse",
+                     optimizer=ax.Adam(lr=0.02), backend=backend, seed=0)
+    h = reg.fit(x, y_reg, epochs=30, batch_size=32, verbose=0)
+    assert "accuracy" not in h.history
+    assert h.history["loss"][-1] < 0.1 * h.history["loss"][0]
