@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         run = experiments.sign_vector_run(
             "14-100-40-4", epochs=args.epochs or 10, batch_size=args.batch_size or 32,
-            lr=args.lr or 2e-3, **common,
+            lr=args.lr, **common,
         )
     net = run.network
     print()

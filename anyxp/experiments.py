@@ -96,25 +96,28 @@ def digits_run(
     )
 
 
-# The joml article's sign-vector networks. The 28-hidden-layer net stays at chance with
-# plain He init and ReLU (in PyTorch too), and so does it with tanh, GELU or LeakyReLU;
-# ELU with He init trains it past 90% at the article's settings.
+# The joml article's sign-vector networks (Adam lr 0.002, batch 32, 10 epochs). The
+# 28-hidden-layer net stays at chance with plain He init and ReLU (in PyTorch too); with
+# ELU, GELU, LeakyReLU or softplus it trains for some seeds only. tanh with orthogonal
+# init (which keeps signal norms through the 28 layers) and lr 0.001 passes 94% for
+# every seed tried, in float32 and float64.
 SIGN_VECTOR_NETS = {
-    "14-100-40-4": {"hidden": [100, 40], "activation": "relu", "init": None},
-    "14-28x6-4": {"hidden": [28] * 6, "activation": "relu", "init": None},
-    "14-14x28-4": {"hidden": [14] * 28, "activation": "elu", "init": "he_normal"},
+    "14-100-40-4": {"hidden": [100, 40], "activation": "relu", "init": None, "lr": 2e-3},
+    "14-28x6-4": {"hidden": [28] * 6, "activation": "relu", "init": None, "lr": 2e-3},
+    "14-14x28-4": {"hidden": [14] * 28, "activation": "tanh", "init": "orthogonal", "lr": 1e-3},
 }
 
 
 def sign_vector_run(
     net_name: str, *, backend: Any = "auto", device: Any = None, dtype: str = "float32",
-    epochs: int = 10, batch_size: int = 32, lr: float = 2e-3, seed: int = 0, verbose: int = 0,
+    epochs: int = 10, batch_size: int = 32, lr: float | None = None, seed: int = 0, verbose: int = 0,
     activation: str | None = None, init: str | None = None,
 ) -> Run:
-    """One of the joml sign-vector networks: Adam lr 0.002, batch 32, 10 epochs."""
+    """One of the joml sign-vector networks: Adam, batch 32, 10 epochs."""
     spec = SIGN_VECTOR_NETS[net_name]
     act = activation or spec["activation"]
-    init = init if init is not None else spec["init"]
+    init = init if init is not None else (spec["init"] if activation is None else None)
+    lr = lr if lr is not None else spec["lr"]
     train, test = sign_vector_splits(seed)
 
     def make() -> Network:

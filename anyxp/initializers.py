@@ -43,6 +43,15 @@ def lecun_normal(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tup
     return rng.normal(0.0, math.sqrt(1.0 / fan_in), size=shape)
 
 
+def orthogonal(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A (semi-)orthogonal matrix (Saxe et al.): keeps signal norms through deep stacks."""
+    rows, cols = shape
+    a = rng.normal(size=(max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q if rows >= cols else q.T
+
+
 def zeros(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.zeros(shape)
 
@@ -54,6 +63,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "he_normal": he_normal,
     "lecun_uniform": lecun_uniform,
     "lecun_normal": lecun_normal,
+    "orthogonal": orthogonal,
     "zeros": zeros,
 }
 ALIASES = {

@@ -16,7 +16,7 @@ from .callbacks import Callback, History
 from .layers import Dense, Dropout
 from .losses import Loss, get_loss
 from .optimizers import Optimizer, get_optimizer
-from .validation import as_host_or_native, check_batch_size, check_features, check_finite, targets_for
+from .validation import as_host_or_native, check_batch_size, check_features, check_finite
 
 DEFAULT_EVAL_BATCH = 8192
 

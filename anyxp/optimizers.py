@@ -9,6 +9,7 @@ State (moments, momentum buffers) lives on the device beside the parameters.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -52,7 +53,7 @@ class Optimizer:
             n = p.shape[0] if p.ndim == 1 else 0
             if threads > 1 and n >= PARALLEL_MIN_ELEMENTS:
                 bounds = [n * i // threads for i in range(threads + 1)]
-                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+                for lo, hi in itertools.pairwise(bounds):
                     sub = {k: s[lo:hi] for k, s in state.items()}
                     self._chunks.append((p[lo:hi], g[lo:hi], sub))
             else:

@@ -57,7 +57,8 @@ class Data:
         b = net.backend
         with b.activate():
             w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
-            return DeviceData(b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype), w, int(self.x.shape[0]))
+            x, t = b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype)
+            return DeviceData(x, t, w, int(self.x.shape[0]))
 
 
 def prepare_data(

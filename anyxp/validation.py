@@ -119,7 +119,7 @@ def _as_labels(y: np.ndarray, name: str) -> np.ndarray:
     bad = np.flatnonzero(labels != y)
     if bad.size:
         row = int(bad[0])
-        raise ValueError(f"{name} has a non-integer class label {y[row]!r} in row {row}")
+        raise ValueError(f"{name} has a non-integer class label {y[row].item()!r} in row {row}")
     return labels.astype(np.int64)
 
 

@@ -72,7 +72,7 @@ def test_a_training_step_makes_no_host_sync(small_classification) -> None:
         tb = strict.asarray(np.eye(3)[y[:32]], dtype=net.dtype)
         with count_host_syncs() as syncs:
             for _ in range(3):
-                loss, out = net._forward_backward(xb, tb, None)
+                _, out = net._forward_backward(xb, tb, None)
                 net.optimizer.step()
                 net._correct(out, tb)
         assert syncs == [], f"{type(optimizer).__name__}: host syncs in a step: {syncs}"
@@ -179,7 +179,7 @@ def test_early_stopping_needs_its_metric(backend: ax.Backend, small_classificati
     net = classifier(backend)
     net.build()
     before = net.get_weights()
-    with pytest.raises(ValueError, match="val_loss.*validation_data"):
+    with pytest.raises(ValueError, match=r"val_loss.*validation_data"):
         net.fit(x, y, epochs=2, callbacks=[ax.EarlyStopping()], verbose=0)
     for a, b in zip(before, net.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

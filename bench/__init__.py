@@ -1,0 +1,1 @@
+"""anyxp's benchmarks: each backend against its peers, side by side (see README.md)."""

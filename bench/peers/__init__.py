@@ -1,0 +1,1 @@
+"""Peers that anyxp is measured against, each written as its own users would write it."""

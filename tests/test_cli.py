@@ -1,0 +1,50 @@
+"""The command line, run as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import anyxp as ax
+from anyxp.__main__ import main
+
+
+def test_info_lists_every_backend(capsys) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("numpy", "cupy", "torch", "array_api_strict", "auto ->", "OPENBLAS_CORETYPE"):
+        assert name in out
+
+
+def test_train_prints_the_table_and_saves(backend, tmp_path, capsys) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    model, png = tmp_path / "digits.npz", tmp_path / "curves.png"
+    device = None if backend.name != "array_api_strict" else "device1"
+    args = ["train", "--backend", backend.name, "--quiet", "--save", str(model), "--plot", str(png)]
+    if device:
+        args += ["--device", device]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for expected in ("| backend", backend.name, "| device", "| epochs", "| time", "| train", "| val", "| test"):
+        assert expected in out, expected
+    test_row = next(line for line in out.splitlines() if line.startswith("| test"))
+    assert float(test_row.split("|")[3].strip().rstrip("%")) >= 95.0
+    net = ax.load(model, backend="numpy")
+    assert net.predict(np.zeros((1, 64))).shape == (1, 10)
+    assert png.stat().st_size > 1000
+
+
+def test_module_entry_point_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "anyxp", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("anyxp ")
+
+
+def test_bad_arguments_exit_with_usage(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--backend", "jax"])
+    assert info.value.code == 2
+    assert "invalid choice: 'jax'" in capsys.readouterr().err
