@@ -3,6 +3,8 @@
 - ``tests(backend='numpy' | 'array_api_strict' | 'torch' | 'cupy')``: the one pytest
   suite, on that backend (array_api_strict on its non-default device ``device1``).
   The cupy session skips, before installing CuPy, where no NVIDIA driver is present.
+- ``bench(backend='numpy' | 'torch' | 'cupy')``: pytest-benchmark, storage per backend.
+- ``bench_report``: all backends and peers interleaved in one run; markdown + PNG.
 - ``lint``: ruff.
 Arguments after ``--`` reach pytest: ``nox -s tests -- -k gradients``.
 """
@@ -45,6 +47,36 @@ def tests(session: nox.Session, backend: str) -> None:
         "pytest", f"--backend={backend}", *session.posargs,
         env={"ANYXP_BACKEND": backend, "ARRAY_API_STRICT_API_VERSION": "2024.12"},
     )
+
+
+BENCH_EXTRAS = {"numpy": "bench", "torch": "bench,torch", "cupy": "bench,cupy"}
+
+
+@nox.session
+@nox.parametrize("backend", list(BENCH_EXTRAS))
+def bench(session: nox.Session, backend: str) -> None:
+    """pytest-benchmark of anyxp and its same-library peer; storage kept per backend.
+    Quick by default; ``BENCH_FULL=1`` for whole epochs."""
+    if backend == "cupy" and (problem := nvidia_driver_problem()):
+        session.skip(problem)
+    session.install("-e", f".[{BENCH_EXTRAS[backend]},datasets]")
+    session.run(
+        "pytest", "bench", f"--backend={backend}", "-p", "no:cacheprovider",
+        f"--benchmark-storage=.benchmarks/{backend}", "--benchmark-autosave",
+        "--benchmark-columns=median,min,max,rounds", *session.posargs,
+        env={"ANYXP_BACKEND": backend},
+    )
+
+
+@nox.session
+def bench_report(session: nox.Session) -> None:
+    """Every backend and peer interleaved in one process: the markdown table and the PNG.
+    Quick mode by default (a few minutes); ``nox -s bench_report -- --full`` for all of it."""
+    extras = "bench,torch,datasets" + (",cupy" if nvidia_driver_problem() is None else "")
+    session.install("-e", f".[{extras}]")
+    full = "--full" in session.posargs
+    rest = [a for a in session.posargs if a != "--full"]
+    session.run("python", "-m", "bench.report", "--run", *([] if full else ["--quick"]), *rest)
 
 
 @nox.session

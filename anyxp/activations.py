@@ -70,7 +70,8 @@ class ReLU(Activation):
         return self.xp.maximum(z, 0.0)
 
     def derivative(self, z: Any, a: Any, da: Any) -> Any:
-        return self.xp.where(a > 0, da, 0.0)
+        # a multiply by the 0/1 mask: several times faster than where() on CPU
+        return da * self.xp.astype(a > 0, da.dtype)
 
 
 class LeakyReLU(Activation):
@@ -83,17 +84,24 @@ class LeakyReLU(Activation):
         self.alpha = float(alpha)
 
     def apply(self, z: Any) -> Any:
+        if 0.0 <= self.alpha <= 1.0:
+            return self.xp.maximum(z, self.alpha * z)
         return self.xp.where(z > 0, z, self.alpha * z)
 
     def derivative(self, z: Any, a: Any, da: Any) -> Any:
-        return self.xp.where(z > 0, da, self.alpha * da)
+        slope = self.xp.astype(z > 0, da.dtype)
+        slope *= 1.0 - self.alpha
+        slope += self.alpha
+        return da * slope
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
 
 class Sigmoid(Activation):
-    """f(x) = 1 / (1 + exp(-x)), computed from exp(-|x|) so it never overflows."""
+    """f(x) = 1 / (1 + exp(-x)), computed as (1 + tanh(x / 2)) / 2: no overflow, and
+    accurate to about one unit in the last place of 1 (absolute, not relative, for
+    outputs near 0; the losses fused with a sigmoid work from logits instead)."""
 
     name = "sigmoid"
 
@@ -160,10 +168,16 @@ class ELU(Activation):
 
     def apply(self, z: Any) -> Any:
         xp = self.xp
-        return xp.where(z > 0, z, self.alpha * xp.expm1(xp.minimum(z, 0.0)))
+        negative = xp.expm1(xp.minimum(z, 0.0))
+        negative *= self.alpha
+        return negative + xp.maximum(z, 0.0)
 
     def derivative(self, z: Any, a: Any, da: Any) -> Any:
-        return self.xp.where(z > 0, da, da * (a + self.alpha))
+        # 1 for z > 0, alpha * exp(z) = a + alpha otherwise
+        xp = self.xp
+        slope = xp.exp(xp.minimum(z, 0.0))
+        slope *= self.alpha
+        return da * xp.maximum(slope, xp.astype(z > 0, da.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -183,10 +197,11 @@ class Softplus(Activation):
 
 
 def sigmoid(xp: Any, z: Any) -> Any:
-    """Logistic function without overflow: both branches use exp(-|z|) <= 1."""
-    e = xp.exp(-xp.abs(z))
-    s = 1.0 / (1.0 + e)
-    return xp.where(z >= 0, s, e * s)
+    """Logistic function without overflow: (1 + tanh(z / 2)) / 2, in 4 operations."""
+    s = xp.tanh(z * 0.5)
+    s *= 0.5
+    s += 0.5
+    return s
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

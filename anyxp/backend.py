@@ -137,7 +137,8 @@ class Backend:
     def __init__(self, name: str, library: ModuleType, device: Any, *, fast_kernels: bool = True):
         self.name = name
         self.library = library
-        self.xp = _namespace_module(name, library)
+        self.namespace = _namespace_module(name, library)  # what array_namespace() returns
+        self.xp = _FastNumpyNamespace(self.namespace) if name == "numpy" and fast_kernels else self.namespace
         self.device = device
         self.version = getattr(library, "__version__", "?")
         # Backend-specific kernels (``out=`` matmul, threads); False runs the pure
@@ -172,7 +173,7 @@ class Backend:
     # -- conversions at the boundary -----------------------------------------------------
     def is_native(self, x: Any) -> bool:
         """True when ``x`` is an array of this backend's library (on any of its devices)."""
-        return _namespace_or_none(x) is self.xp
+        return _namespace_or_none(x) is self.namespace
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         """Host data, foreign arrays or native arrays -> an array on this device (one copy at most)."""
@@ -235,6 +236,15 @@ class Backend:
         else:
             out[...] = a @ b
 
+    def sum_rows_into(self, a: Any, out: Any) -> None:
+        """``out[...] = sum(a, axis=0)`` without the temporary where ``out=`` exists."""
+        if self.fast_kernels and self.name in ("numpy", "cupy"):
+            self.library.add.reduce(a, axis=0, out=out)
+        elif self.fast_kernels and self.name == "torch":
+            self.library.sum(a, dim=0, out=out)
+        else:
+            out[...] = self.xp.sum(a, axis=0)
+
     @property
     def threads(self) -> int:
         """Threads for whole-buffer element-wise work (NumPy releases the GIL)."""
@@ -251,6 +261,38 @@ class Backend:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="anyxp")
         for _ in self._pool.map(fn, items):
             pass
+
+
+class _FastNumpyNamespace:
+    """array-api-compat's NumPy namespace with the hot reductions (and take / argmax)
+    dispatched straight to their ufuncs and methods: ``numpy.sum`` and friends are Python
+    wrappers that cost more than the work itself on the small arrays of small networks. Same results, same dtypes
+    (the tests run the plain namespace too, via ``fast_kernels=False``)."""
+
+    def __init__(self, namespace: ModuleType) -> None:
+        self.__dict__.update({k: v for k, v in vars(namespace).items() if not k.startswith("__")})
+        self.__name__ = namespace.__name__
+        self._plain = namespace
+        add, maximum = np.add.reduce, np.maximum.reduce
+
+        def fast_sum(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+            if dtype is None and x.dtype.kind == "f":
+                return add(x, axis=axis, keepdims=keepdims)
+            return namespace.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+        def fast_max(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+            return maximum(x, axis=axis, keepdims=keepdims)
+
+        def fast_take(x: Any, indices: Any, /, *, axis: Any = None) -> Any:
+            return x.take(indices, axis=axis)
+
+        def fast_argmax(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+            return x.argmax(axis=axis, keepdims=keepdims)
+
+        self.sum, self.max, self.take, self.argmax = fast_sum, fast_max, fast_take, fast_argmax
+
+    def __repr__(self) -> str:
+        return f"<anyxp fast namespace over {self.__name__}>"
 
 
 def dtype_name(dtype: Any) -> str:

@@ -68,14 +68,16 @@ class Dense(Layer):
     def backward_logits(self, dz: Any, need_input_grad: bool = True) -> Any:
         self.backend.matmul_into(self._x.mT, dz, self.grad_kernel)
         if self.use_bias:
-            self.grad_bias[...] = self.xp.sum(dz, axis=0)
+            self.backend.sum_rows_into(dz, self.grad_bias)
         return dz @ self.kernel.mT if need_input_grad else None
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        z = self.forward_logits(x, training)
+        z = x @ self.kernel
+        if self.use_bias:
+            z += self.bias
         a = self.activation.apply(z)
         if training:
-            self._z, self._a = z, a
+            self._x, self._z, self._a = x, z, a
         return a
 
     def backward(self, dy: Any, need_input_grad: bool = True) -> Any:

@@ -39,13 +39,20 @@ class Loss:
         """(loss of each sample, d(loss_i)/d(out_i) or None)."""
         raise NotImplementedError
 
-    def value_and_grad(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> tuple[Any, Any]:
-        """The batch loss (0-d array) and dL/d(out); ``logits`` says what ``out`` is."""
+    def sum_and_grad(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> tuple[Any, Any]:
+        """The sum of the (weighted) per-sample losses (0-d array) and the gradient of
+        the batch loss (their mean) with respect to ``out``."""
         per, grad = self.per_sample(out, y, logits, need_grad=True)
         scale = 1.0 / out.shape[0]
         if weight is None:
-            return self.xp.mean(per), grad * scale
-        return self.xp.sum(per * weight) * scale, grad * (weight[:, None] * scale)
+            grad *= scale
+            return self.xp.sum(per), grad
+        return self.xp.sum(per * weight), grad * (weight[:, None] * scale)
+
+    def value_and_grad(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> tuple[Any, Any]:
+        """The batch loss (0-d array) and dL/d(out); ``logits`` says what ``out`` is."""
+        total, grad = self.sum_and_grad(out, y, weight, logits=logits)
+        return total / out.shape[0], grad
 
     def value(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> Any:
         """The batch loss (0-d array)."""
@@ -101,22 +108,39 @@ class MAE(Loss):
 
 
 class CrossEntropy(Loss):
-    """Categorical cross-entropy for one-hot (or probability) targets."""
+    """Categorical cross-entropy for one-hot or probability targets (rows summing to 1,
+    which `Network.fit` checks; integer labels become one-hot rows)."""
 
     name = "cross_entropy"
     link = "softmax"
 
+    def _log_softmax_parts(self, z: Any) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        return shifted, e, xp.sum(e, axis=1, keepdims=True)
+
+    def sum_and_grad(self, out: Any, y: Any, weight: Any = None, *, logits: bool = False) -> tuple[Any, Any]:
+        if not logits or weight is not None:
+            return super().sum_and_grad(out, y, weight, logits=logits)
+        # fused softmax + cross-entropy: -sum(y * log_softmax), and the gradient (p - y) / n
+        # (rows of y sum to 1)
+        xp = self.xp
+        shifted, e, total = self._log_softmax_parts(out)
+        neg_log_p = xp.log(total) - shifted
+        neg_log_p *= y
+        loss = xp.sum(neg_log_p)
+        grad = e / total
+        grad -= y
+        grad *= 1.0 / out.shape[0]
+        return loss, grad
+
     def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
         xp = self.xp
         if logits:
-            shifted = out - xp.max(out, axis=1, keepdims=True)
-            e = xp.exp(shifted)
-            total = xp.sum(e, axis=1, keepdims=True)
-            log_p = shifted - xp.log(total)
-            per = -xp.sum(y * log_p, axis=1)
-            if not need_grad:
-                return per, None
-            return per, (e / total) * xp.sum(y, axis=1, keepdims=True) - y
+            shifted, e, total = self._log_softmax_parts(out)
+            per = xp.log(total)[:, 0] - xp.sum(y * shifted, axis=1)
+            return per, ((e / total) - y if need_grad else None)
         p = xp.clip(out, self.eps, 1.0)
         per = -xp.sum(y * xp.log(p), axis=1)
         return per, (-y / p if need_grad else None)

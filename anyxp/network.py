@@ -159,6 +159,7 @@ class Network:
                 setattr(layer, "grad_" + pname, xp.reshape(grad[offset : offset + count], tuple(value.shape)))
                 offset += count
         self._theta, self._grad = theta, grad
+        self._replay_snapshot: Any = None
         self.optimizer.setup([theta], [grad], self.backend)
 
     # ------------------------------------------------------------------ parameters
@@ -202,10 +203,18 @@ class Network:
     def restore_parameters(self, snapshot: Any) -> None:
         self._theta[...] = snapshot
 
-    def _snapshot_state(self) -> tuple[Any, dict[str, Any], int]:
-        """Parameters, optimizer state and step count (device copies)."""
-        state = {k: self.xp.asarray(v, copy=True) for k, v in self.optimizer.state_arrays().items()}
-        return self.snapshot_parameters(), state, self.optimizer.steps
+    def _snapshot_state(self, into: Any = None) -> tuple[Any, dict[str, Any], int]:
+        """Parameters, optimizer state and step count (device copies; written into the
+        buffers of an earlier snapshot ``into`` when given, to avoid allocating)."""
+        arrays = self.optimizer.state_arrays()
+        if into is None:
+            state = {k: self.xp.asarray(v, copy=True) for k, v in arrays.items()}
+            return self.snapshot_parameters(), state, self.optimizer.steps
+        theta, state, _ = into
+        theta[...] = self._theta
+        for key, value in arrays.items():
+            state[key][...] = value
+        return theta, state, self.optimizer.steps
 
     def _restore_state(self, snapshot: tuple[Any, dict[str, Any], int]) -> None:
         theta, state, steps = snapshot
@@ -234,10 +243,12 @@ class Network:
             d = layers[i].backward(d, i > stop)
 
     def _forward_backward(self, xb: Any, tb: Any, wb: Any) -> tuple[Any, Any]:
+        """One batch: forward, loss, backward into the gradient buffer. Returns the sum of
+        the per-sample losses (a 0-d device array) and the outputs."""
         out = self._forward(xb, True)
-        loss, d = self.loss.value_and_grad(out, tb, wb, logits=self._logits)
+        loss_sum, d = self.loss.sum_and_grad(out, tb, wb, logits=self._logits)
         self._backward(d)
-        return loss, out
+        return loss_sum, out
 
     def _correct(self, out: Any, t: Any) -> Any:
         """Number of correctly classified samples in a batch (a 0-d device array)."""

@@ -13,6 +13,7 @@ import itertools
 import math
 from typing import Any
 
+from . import kernels
 from .backend import PARALLEL_MIN_ELEMENTS, Backend
 
 State = dict[str, Any]
@@ -34,7 +35,9 @@ class Optimizer:
         self.params: list[Any] = []
         self.grads: list[Any] = []
         self.states: list[State] = []
-        self._chunks: list[tuple[Any, Any, State]] = []
+        self._chunks: list[tuple[Any, Any, State, Any]] = []
+        self._chunk_kernel: kernels.ChunkKernel | None = None
+        self._whole_kernel: Any = None
 
     # -- wiring ----------------------------------------------------------------------------
     def setup(self, params: list[Any], grads: list[Any], backend: Backend) -> None:
@@ -44,30 +47,44 @@ class Optimizer:
         xp = backend.xp
         self.states = [{n: xp.zeros_like(p) for n in self.state_names} for p in self.params]
         self.steps = 0
+        self._whole_kernel = kernels.whole_buffer_kernel(self)
+        self._chunk_kernel = kernels.chunk_kernel(self)
         self._make_chunks()
 
     def _make_chunks(self) -> None:
+        """Contiguous pieces of each buffer, one per thread (NumPy), with scratch space
+        for the ``out=`` kernels."""
         threads = self.backend.threads
+        xp = self.backend.xp
         self._chunks = []
         for p, g, state in zip(self.params, self.grads, self.states, strict=True):
             n = p.shape[0] if p.ndim == 1 else 0
+            bounds = [0, n]
             if threads > 1 and n >= PARALLEL_MIN_ELEMENTS:
                 bounds = [n * i // threads for i in range(threads + 1)]
-                for lo, hi in itertools.pairwise(bounds):
-                    sub = {k: s[lo:hi] for k, s in state.items()}
-                    self._chunks.append((p[lo:hi], g[lo:hi], sub))
-            else:
-                self._chunks.append((p, g, state))
+            for lo, hi in itertools.pairwise(bounds):
+                piece = (p[lo:hi], g[lo:hi], {k: s[lo:hi] for k, s in state.items()}) if n else (p, g, state)
+                scratch = xp.empty_like(piece[0]) if self._chunk_kernel is not None else None
+                self._chunks.append((*piece, scratch))
 
     # -- the step --------------------------------------------------------------------------
     def step(self) -> None:
         """Apply one update to every parameter buffer from its gradient buffer."""
         self.steps += 1
         self.prepare_step()
-        self.backend.map_parallel(self._update_chunk, self._chunks)
+        if self._whole_kernel is not None:
+            self._whole_kernel()
+        elif len(self._chunks) == 1:
+            self._update_chunk(self._chunks[0])
+        else:
+            self.backend.map_parallel(self._update_chunk, self._chunks)
 
-    def _update_chunk(self, chunk: tuple[Any, Any, State]) -> None:
-        self.update(*chunk)
+    def _update_chunk(self, chunk: tuple[Any, Any, State, Any]) -> None:
+        p, g, state, scratch = chunk
+        if self._chunk_kernel is not None:
+            self._chunk_kernel(p, g, state, scratch)
+        else:
+            self.update(p, g, state)
 
     def prepare_step(self) -> None:
         """Compute this step's host-side scalars (bias corrections...)."""
@@ -179,9 +196,12 @@ class Adam(Optimizer):
         self.eps = float(eps)
 
     def prepare_step(self) -> None:
+        # PyTorch: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps); multiplied through by
+        # sqrt(bc2) this is one pass fewer: p -= (lr sqrt(bc2) / bc1) * m / (sqrt(v) + eps sqrt(bc2))
         b1, b2 = self.betas
-        self._step_size = self.lr / (1.0 - b1**self.steps)
-        self._bias2_sqrt = math.sqrt(1.0 - b2**self.steps)
+        bias2_sqrt = math.sqrt(1.0 - b2**self.steps)
+        self._step_scaled = self.lr * bias2_sqrt / (1.0 - b1**self.steps)
+        self._eps_scaled = self.eps * bias2_sqrt
 
     def update(self, p: Any, g: Any, state: State) -> None:
         b1, b2 = self.betas
@@ -196,10 +216,9 @@ class Adam(Optimizer):
         v *= b2
         v += (1.0 - b2) * (g * g)
         denom = self.backend.xp.sqrt(v)
-        denom *= 1.0 / self._bias2_sqrt
-        denom += self.eps
+        denom += self._eps_scaled
         step = m / denom
-        step *= self._step_size
+        step *= self._step_scaled
         p -= step
 
     def get_config(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class DeviceData:
     t: Any
     w: Any
     n: int
+    labels: Any = None  # class index per sample (argmax of t), for accuracy
 
 
 @dataclass
@@ -58,7 +59,10 @@ class Data:
         with b.activate():
             w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
             x, t = b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype)
-            return DeviceData(x, t, w, int(self.x.shape[0]))
+            labels = None
+            if "accuracy" in net.metrics and self.t.shape[1] > 1 and net.loss.name != "binary_cross_entropy":
+                labels = b.asarray(np.argmax(self.t, axis=1))
+            return DeviceData(x, t, w, int(self.x.shape[0]), labels)
 
 
 def prepare_data(
@@ -152,17 +156,17 @@ def fit(
 
 
 def _batches(net: Network, data: DeviceData, batch_size: int, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
-    """(size, x, targets, weights) of each batch; taken on the device."""
+    """(start, stop, x, targets, weights) of each batch; taken on the device."""
     xp = net.xp
     x, t, w, n = data.x, data.t, data.w, data.n
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         if order is None:
-            yield hi - lo, x[lo:hi, ...], t[lo:hi, ...], (None if w is None else w[lo:hi])
+            yield lo, hi, x[lo:hi, ...], t[lo:hi, ...], (None if w is None else w[lo:hi])
         else:
             idx = order[lo:hi]
             wb = None if w is None else xp.take(w, idx, axis=0)
-            yield hi - lo, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
+            yield lo, hi, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
 
 
 def _train(
@@ -202,45 +206,72 @@ def _train(
     return history
 
 
+class _EpochAccumulator:
+    """Per-batch loss sums (and predictions) written into device buffers, one cheap
+    store per batch; reduced and brought to the host once per epoch."""
+
+    def __init__(self, net: Network, data: DeviceData, steps: int) -> None:
+        xp, dev = net.xp, net.backend.device
+        self.net, self.data, self.xp = net, data, xp
+        self.losses = xp.zeros((steps,), dtype=net.dtype, device=dev)
+        accuracy = "accuracy" in net.metrics
+        self.by_argmax = accuracy and data.labels is not None
+        self.by_batch = accuracy and data.labels is None
+        if self.by_argmax:
+            self.predictions = xp.zeros((data.n,), dtype=data.labels.dtype, device=dev)
+        if self.by_batch:
+            self.correct = xp.zeros((steps,), dtype=net.dtype, device=dev)
+
+    def add(self, b: int, lo: int, hi: int, loss_sum: Any, out: Any, tb: Any) -> None:
+        self.losses[b] = loss_sum
+        if self.by_argmax:
+            self.predictions[lo:hi] = self.xp.argmax(out, axis=1)
+        elif self.by_batch:
+            self.correct[b] = self.net._correct(out, tb)
+
+    def totals(self, order: Any) -> tuple[Any, ...]:
+        xp = self.xp
+        totals = [xp.sum(self.losses)]
+        if self.by_argmax:
+            labels = self.data.labels if order is None else xp.take(self.data.labels, order, axis=0)
+            totals.append(xp.sum(xp.astype(self.predictions == labels, self.net.dtype)))
+        elif self.by_batch:
+            totals.append(xp.sum(self.correct))
+        return tuple(totals)
+
+
 def _epochs(
     net: Network, data: DeviceData, val: DeviceData | None, epochs: int, batch_size: int,
     shuffle: bool, all_callbacks: list[Callback], batch_callbacks: list[Callback], verbose: int,
 ) -> None:
-    accuracy = "accuracy" in net.metrics
     metric_names = all_callbacks[0].params["metrics"]
     steps = all_callbacks[0].params["steps"]
     dropouts = [layer for layer in net.layers if hasattr(layer, "reseed")]
-    optimizer, correct_fn, step_fn = net.optimizer, net._correct, net._forward_backward
+    optimizer, step_fn = net.optimizer, net._forward_backward
+    accumulator = _EpochAccumulator(net, data, steps)
     for epoch in range(epochs):
         for cb in all_callbacks:
             cb.on_epoch_begin(epoch)
-        snapshot = net._snapshot_state()
+        # for a replay if this epoch diverges; the buffers are reused from fit to fit
+        snapshot = net._replay_snapshot = net._snapshot_state(net._replay_snapshot)
         order = net.backend.asarray(net.rng.permutation(data.n)) if shuffle else None
         dropout_seed = int(net.rng.integers(2**62)) if dropouts else 0
         for i, layer in enumerate(dropouts):
             layer.reseed(dropout_seed + i)
         bar = _progress_bar(verbose, steps, epoch, epochs)
-        loss_sum: Any = 0.0
-        correct_sum: Any = 0.0
-        for b, (size, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+        for b, (lo, hi, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_begin(b)
-            loss, out = step_fn(xb, tb, wb)
+            loss_sum, out = step_fn(xb, tb, wb)
             optimizer.step()
-            loss_sum = loss_sum + loss * size
-            if accuracy:
-                correct = correct_fn(out, tb)
-                correct_sum = correct_sum + correct
+            accumulator.add(b, lo, hi, loss_sum, out, tb)
             if batch_callbacks:  # the user asked for per-batch values: one sync per batch
-                logs = {"loss": float(loss)}
-                if accuracy:
-                    logs["accuracy"] = float(correct) / size
-                for cb in batch_callbacks:
-                    cb.on_batch_end(b, logs)
+                _batch_end(net, batch_callbacks, b, hi - lo, loss_sum, out, tb)
             if bar is not None:
                 bar.update(1)
-        logs = _floats(net, metric_names[: 1 + accuracy], (loss_sum, correct_sum), data.n)
+        names = metric_names[: 2 if "accuracy" in net.metrics else 1]
+        logs = _floats(net, names, accumulator.totals(order), data.n)
         if not math.isfinite(logs["loss"]):
             if bar is not None:
                 bar.close()
@@ -252,6 +283,14 @@ def _epochs(
             cb.on_epoch_end(epoch, logs)
         if net.stop_training:
             break
+
+
+def _batch_end(net: Network, callbacks: list[Callback], b: int, size: int, loss_sum: Any, out: Any, tb: Any) -> None:
+    logs = {"loss": float(net.backend.to_numpy(loss_sum)) / size}
+    if "accuracy" in net.metrics:
+        logs["accuracy"] = float(net.backend.to_numpy(net._correct(out, tb))) / size
+    for cb in callbacks:
+        cb.on_batch_end(b, logs)
 
 
 def _floats(net: Network, names: list[str], sums: tuple[Any, Any], n: int) -> dict[str, float]:
@@ -273,7 +312,7 @@ def _locate_divergence(
     for i, layer in enumerate(dropouts):
         layer.reseed(dropout_seed + i)
     steps = math.ceil(data.n / batch_size)
-    for b, (_, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+    for b, (_, _, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
         before = net._snapshot_state()
         loss, _ = net._forward_backward(xb, tb, wb)
         value = float(net.backend.to_numpy(loss))
@@ -302,9 +341,9 @@ def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None) -> d
     loss_sum: Any = 0.0
     correct_sum: Any = 0.0
     with net.backend.activate():
-        for size, xb, tb, wb in _batches(net, data, batch_size, None):
+        for lo, hi, xb, tb, wb in _batches(net, data, batch_size, None):
             out = net._forward(xb, False)
-            loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * size
+            loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (hi - lo)
             if accuracy:
                 correct_sum = correct_sum + net._correct(out, tb)
     names = ["loss", *(["accuracy"] if accuracy else [])]

@@ -108,6 +108,17 @@ def targets_for(y: Any, outputs: int, loss_name: str, name: str = "y") -> tuple[
             raise ValueError(
                 f"{name} row {int(bad[0])} has targets outside [0, 1], which {loss_name} needs"
             )
+    if loss_name == "cross_entropy":
+        sums = y.sum(axis=1)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"{name} row {row} sums to {sums[row]:.4g}; cross_entropy targets must be one-hot rows "
+                "or probability distributions (or 1-D integer labels)"
+            )
+        is_labels = bool(np.isin(y, (0, 1)).all())
+        return y, is_labels
     is_labels = loss_name == "binary_cross_entropy" and bool(np.isin(y, (0, 1)).all())
     return y, is_labels
 

@@ -75,7 +75,7 @@ def numpy_peer_cell(w: Workload, data: tuple, dtype: str, seed: int) -> Cell:
     xtr, ytr, xte, yte = data
     dt = np.float32 if dtype == "float32" else np.float64
     model = NumpyMLP(w.sizes, w.hidden, w.optimizer, w.lr, seed, dt)
-    x, y1h = xtr.astype(dt), np.eye(w.sizes[-1], dtype=dt)[ytr]
+    x, y1h = xtr.astype(dt, copy=False), np.eye(w.sizes[-1], dtype=dt)[ytr]
     rng = np.random.default_rng(seed)
 
     def train(n: int, passes: int = 1) -> None:
@@ -163,7 +163,7 @@ def gemm_peak(n: int = 2048, repeats: int = 5) -> dict[str, float]:
         a = rng.standard_normal((n, n)).astype(dtype)
         b = rng.standard_normal((n, n)).astype(dtype)
         out = np.empty((n, n), dtype=dtype)
-        best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+        best = min(_timed(lambda a=a, b=b, out=out: np.matmul(a, b, out=out)) for _ in range(repeats))
         peaks[f"numpy {dtype}"] = 2 * n**3 / best / 1e9
         if available("torch"):
             import torch
@@ -197,11 +197,9 @@ def peak_rss_mib(workload: str, impl: str, samples: int) -> float | None:
 def _memory_probe(workload: str, impl: str, samples: int) -> None:
     w = workloads.WORKLOADS[workload]
     data = workloads.load(w)
-    if impl == "anyxp":
-        cell = anyxp_cell(w, data, "numpy", "float32", 0)
-    else:
-        cell = numpy_peer_cell(w, data, "float32", 0)
-    cell.train(samples)
+    make = anyxp_cell if impl == "anyxp" else numpy_peer_cell
+    args = (w, data, "numpy", "float32", 0) if impl == "anyxp" else (w, data, "float32", 0)
+    make(*args).train(samples)
 
 
 def machine_facts() -> dict[str, Any]:

@@ -38,7 +38,7 @@ W2 = Workload("W2", "sign vectors 14-100-40-4 ReLU, Adam", (14, 100, 40, 4), "re
 W3 = Workload("W3", "MNIST-shaped 784-512-512-10 ReLU, Adam", (784, 512, 512, 10), "relu", "adam", 1e-3, 128, 60000,
               quick_epochs=0.25)
 W4 = Workload("W4", "wide 784-2048-2048-10 ReLU, Adam", (784, 2048, 2048, 10), "relu", "adam", 1e-3, 512, 20000,
-              quick_epochs=0.25)
+              quick_epochs=0.5)
 FASHION = Workload("FMNIST", "Fashion-MNIST 784-512-512-10 ReLU, Adam", (784, 512, 512, 10), "relu", "adam", 1e-3,
                    128, 60000, quick_epochs=0.25, notes="Debian dataset-fashion-mnist")
 WORKLOADS = {w.name: w for w in (W1, W2, W3, W4, FASHION)}

@@ -6,6 +6,8 @@ recomputation; softmax + cross-entropy fused; SGD or Adam (PyTorch's rules).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -16,7 +18,7 @@ class NumpyMLP:
         self.dtype = dtype
         self.hidden = hidden
         self.W, self.b = [], []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             if hidden == "relu":
                 w = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
             else:

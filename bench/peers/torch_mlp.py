@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -17,7 +19,7 @@ class TorchMLP:
         self.dtype = getattr(torch, dtype)
         act = nn.ReLU if hidden == "relu" else nn.Sigmoid
         layers: list = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(act())
@@ -27,7 +29,8 @@ class TorchMLP:
         if optimizer == "sgd":
             self.opt = torch.optim.SGD(params, lr=lr)
         else:  # fused where the build offers it, else the multi-tensor (foreach) path
-            self.opt = torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr, foreach=True)
+            options = {"fused": True} if fused else {"foreach": True}
+            self.opt = torch.optim.Adam(params, lr=lr, **options)
 
     def to_device(self, x: np.ndarray, y: np.ndarray) -> tuple:
         t = self.torch
