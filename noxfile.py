@@ -5,6 +5,7 @@
   The cupy session skips, before installing CuPy, where no NVIDIA driver is present.
 - ``bench(backend='numpy' | 'torch' | 'cupy')``: pytest-benchmark, storage per backend.
 - ``bench_report``: all backends and peers interleaved in one run; markdown + PNG.
+- ``distributed``: data-parallel tests under ``mpirun -n 2`` (numpy over MPI, torch over gloo).
 - ``lint``: ruff.
 Arguments after ``--`` reach pytest: ``nox -s tests -- -k gradients``.
 """
@@ -16,7 +17,7 @@ import ctypes
 import nox
 
 nox.options.default_venv_backend = "virtualenv"  # plain pip: honours pip's find-links (torch CPU wheel)
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "distributed", "lint"]
 
 BACKENDS = ["numpy", "array_api_strict", "torch", "cupy"]
 EXTRAS = {
@@ -47,6 +48,16 @@ def tests(session: nox.Session, backend: str) -> None:
         "pytest", f"--backend={backend}", *session.posargs,
         env={"ANYXP_BACKEND": backend, "ARRAY_API_STRICT_API_VERSION": "2024.12"},
     )
+
+
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """Data-parallel tests under ``mpirun -n 2`` (MPI from the mpich wheel: no system MPI),
+    on numpy and torch (gloo), then the launch tests (abort on error, the CLI)."""
+    session.install("-e", ".[test,mpi,torch]")
+    session.run("mpirun", "-n", "2", "python", "-m", "mpi4py", "-m", "pytest", "tests/mpi", "-q",
+                "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "tests/mpi", *session.posargs)
 
 
 BENCH_EXTRAS = {"numpy": "bench", "torch": "bench,torch", "cupy": "bench,cupy"}

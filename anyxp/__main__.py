@@ -30,22 +30,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     verbose = 0 if args.quiet else 1
     common = dict(backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed, verbose=verbose)
+    comm = None
+    if args.distributed:
+        from . import distributed
+
+        comm = distributed.init()
     if args.dataset == "digits":
         run = experiments.digits_run(
             epochs=args.epochs or 500, batch_size=args.batch_size or 25, lr=args.lr or 0.1,
-            patience=args.patience, **common,
+            patience=args.patience, comm=comm, **common,
         )
+    elif comm is not None:
+        raise SystemExit("--distributed runs the digits job (--dataset digits)")
     else:
         run = experiments.sign_vector_run(
             "14-100-40-4", epochs=args.epochs or 10, batch_size=args.batch_size or 32,
             lr=args.lr, **common,
         )
     net = run.network
+    if comm is not None and not comm.is_main:
+        return 0  # rank 0 prints and saves
     print()
     print(f"{run.name}: {run.settings}")
     info = [
         ["backend", f"{net.backend.name} {net.backend.version}"],
         ["device", str(net.backend.device)],
+        ["processes", str(comm.size if comm is not None else 1)],
         ["dtype", net.dtype_name],
         ["epochs", str(run.epochs)],
         ["time", f"{run.seconds:.2f} s"],
@@ -120,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
     train.add_argument("--plot", metavar="PNG", help="save the training curves as a PNG")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI: mpirun -n 2 python -m mpi4py -m anyxp train --distributed")
     train.set_defaults(func=cmd_train)
 
     rep = sub.add_parser("reproduce", help="run the tutorials' experiments beside their published results")

@@ -247,9 +247,12 @@ class Backend:
 
     @property
     def threads(self) -> int:
-        """Threads for whole-buffer element-wise work (NumPy releases the GIL)."""
+        """Threads for whole-buffer element-wise work (NumPy releases the GIL):
+        ``ANYXP_NUM_THREADS`` if set (e.g. 1 per process under MPI), else up to 4 cores."""
         if not self.fast_kernels or self.name != "numpy":
             return 1
+        if os.environ.get("ANYXP_NUM_THREADS", "").isdigit():
+            return max(1, int(os.environ["ANYXP_NUM_THREADS"]))
         return max(1, min(4, os.cpu_count() or 1))
 
     def map_parallel(self, fn: Any, items: list[Any]) -> None:

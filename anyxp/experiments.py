@@ -60,13 +60,14 @@ def _train(
     verbose: int = 0,
     settings: str = "",
     published: str = "",
+    comm: Any = None,
 ) -> Run:
     net = make()
     x, y = splits["train"]
     val = splits.get("val")
     start = time.perf_counter()
     history = net.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val,
-                      callbacks=callbacks or [], verbose=verbose)
+                      callbacks=callbacks or [], verbose=verbose, comm=comm)
     net.backend.synchronize()
     seconds = time.perf_counter() - start
     scores = {split: net.evaluate(*data) for split, data in splits.items()}
@@ -76,8 +77,10 @@ def _train(
 def digits_run(
     *, backend: Any = "auto", device: Any = None, dtype: str = "float32", epochs: int = 500,
     batch_size: int = 25, lr: float = 0.1, patience: int = 20, seed: int = 0, verbose: int = 0,
+    comm: Any = None,
 ) -> Run:
-    """64-20-20-10, sigmoid hidden, softmax + cross-entropy, SGD, early stopping on validation."""
+    """64-20-20-10, sigmoid hidden, softmax + cross-entropy, SGD, early stopping on validation
+    (data-parallel over ``comm``'s processes when given)."""
     train, val, test = digits_splits(seed)
 
     def make() -> Network:
@@ -92,7 +95,7 @@ def digits_run(
         epochs=epochs, batch_size=batch_size, verbose=verbose,
         callbacks=[EarlyStopping("val_loss", patience=patience, restore_best_weights=True)],
         settings=f"SGD lr={lr}, batch {batch_size}, early stopping (patience {patience})",
-        published="96% test accuracy",
+        published="96% test accuracy", comm=comm,
     )
 
 

@@ -275,14 +275,19 @@ class Network:
         sample_weight: Any = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
+        comm: Any = None,
     ) -> History:
-        """Train; returns a `History`. Calling ``fit`` again continues training."""
+        """Train; returns a `History`. Calling ``fit`` again continues training.
+
+        With ``comm`` (`anyxp.distributed.init()`), train data-parallel across processes:
+        ``batch_size`` is the global batch, split into per-rank shards.
+        """
         from .training import fit
 
         return fit(
             self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
             validation_split=validation_split, shuffle=shuffle, class_weight=class_weight,
-            sample_weight=sample_weight, callbacks=callbacks, verbose=verbose,
+            sample_weight=sample_weight, callbacks=callbacks, verbose=verbose, comm=comm,
         )
 
     def evaluate(self, x: Any, y: Any, *, batch_size: int | None = None, sample_weight: Any = None) -> dict[str, float]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .callbacks import Callback, History
+from .distributed import shard
 from .errors import TrainingDivergedError
 from .validation import (
     as_host_or_native,
@@ -110,6 +111,7 @@ def fit(
     sample_weight: Any,
     callbacks: Sequence[Callback],
     verbose: int,
+    comm: Any = None,
 ) -> History:
     if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
@@ -150,18 +152,36 @@ def fit(
     train_dev = data.to_device(net)
     val_dev = val.to_device(net) if val is not None else None
     with net.backend.activate():
-        history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose)
+        if comm is not None:
+            comm = comm.bind(net.backend)
+            comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
+            verbose = verbose if comm.is_main else 0
+        history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
     net.history = history
     return history
 
 
-def _batches(net: Network, data: DeviceData, batch_size: int, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
-    """(start, stop, x, targets, weights) of each batch; taken on the device."""
+def _batches(
+    net: Network, data: DeviceData, batch_size: int, order: Any, comm: Any = None
+) -> Iterator[tuple[int, int, Any, Any, Any]]:
+    """(start, stop, x, targets, weights) of each (global) batch, taken on the device;
+    with ``comm``, x/targets/weights are this rank's shard (x is None for an empty one)."""
     xp = net.xp
     x, t, w, n = data.x, data.t, data.w, data.n
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
-        if order is None:
+        if comm is not None:
+            slo, shi = shard(lo, hi, comm.rank, comm.size)
+            if slo == shi:
+                yield lo, hi, None, None, None
+                continue
+            if order is None:
+                yield lo, hi, x[slo:shi, ...], t[slo:shi, ...], (None if w is None else w[slo:shi])
+                continue
+            idx = order[slo:shi]
+            wb = None if w is None else xp.take(w, idx, axis=0)
+            yield lo, hi, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
+        elif order is None:
             yield lo, hi, x[lo:hi, ...], t[lo:hi, ...], (None if w is None else w[lo:hi])
         else:
             idx = order[lo:hi]
@@ -178,6 +198,7 @@ def _train(
     shuffle: bool,
     callbacks: list[Callback],
     verbose: int,
+    comm: Any = None,
 ) -> History:
     history = History()
     all_callbacks = [history, *callbacks]
@@ -187,7 +208,7 @@ def _train(
         metric_names += [f"val_{m}" for m in metric_names]
     steps = math.ceil(data.n / batch_size)
     params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": data.n,
-              "metrics": metric_names, "is_main_process": True}
+              "metrics": metric_names, "is_main_process": comm is None or comm.is_main}
     for cb in all_callbacks:
         cb.set_context(net, params)
     batch_callbacks = [cb for cb in all_callbacks if cb.wants_batches]
@@ -196,7 +217,7 @@ def _train(
     for cb in all_callbacks:
         cb.on_train_begin()
     try:
-        _epochs(net, data, val, epochs, batch_size, shuffle, all_callbacks, batch_callbacks, verbose)
+        _epochs(net, data, val, epochs, batch_size, shuffle, all_callbacks, batch_callbacks, verbose, comm)
     except BaseException:
         for cb in all_callbacks:
             cb.on_train_abort()
@@ -210,19 +231,24 @@ class _EpochAccumulator:
     """Per-batch loss sums (and predictions) written into device buffers, one cheap
     store per batch; reduced and brought to the host once per epoch."""
 
-    def __init__(self, net: Network, data: DeviceData, steps: int) -> None:
+    def __init__(self, net: Network, data: DeviceData, steps: int, sharded: bool) -> None:
         xp, dev = net.xp, net.backend.device
         self.net, self.data, self.xp = net, data, xp
         self.losses = xp.zeros((steps,), dtype=net.dtype, device=dev)
         accuracy = "accuracy" in net.metrics
-        self.by_argmax = accuracy and data.labels is not None
-        self.by_batch = accuracy and data.labels is None
+        self.by_argmax = accuracy and data.labels is not None and not sharded
+        self.by_batch = accuracy and not self.by_argmax
         if self.by_argmax:
             self.predictions = xp.zeros((data.n,), dtype=data.labels.dtype, device=dev)
         if self.by_batch:
             self.correct = xp.zeros((steps,), dtype=net.dtype, device=dev)
 
     def add(self, b: int, lo: int, hi: int, loss_sum: Any, out: Any, tb: Any) -> None:
+        if out is None:  # an empty shard of a distributed batch
+            self.losses[b] = 0.0
+            if self.by_batch:
+                self.correct[b] = 0.0
+            return
         self.losses[b] = loss_sum
         if self.by_argmax:
             self.predictions[lo:hi] = self.xp.argmax(out, axis=1)
@@ -243,12 +269,13 @@ class _EpochAccumulator:
 def _epochs(
     net: Network, data: DeviceData, val: DeviceData | None, epochs: int, batch_size: int,
     shuffle: bool, all_callbacks: list[Callback], batch_callbacks: list[Callback], verbose: int,
+    comm: Any = None,
 ) -> None:
     metric_names = all_callbacks[0].params["metrics"]
     steps = all_callbacks[0].params["steps"]
     dropouts = [layer for layer in net.layers if hasattr(layer, "reseed")]
     optimizer, step_fn = net.optimizer, net._forward_backward
-    accumulator = _EpochAccumulator(net, data, steps)
+    accumulator = _EpochAccumulator(net, data, steps, sharded=comm is not None)
     for epoch in range(epochs):
         for cb in all_callbacks:
             cb.on_epoch_begin(epoch)
@@ -259,30 +286,53 @@ def _epochs(
         for i, layer in enumerate(dropouts):
             layer.reseed(dropout_seed + i)
         bar = _progress_bar(verbose, steps, epoch, epochs)
-        for b, (lo, hi, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+        for b, (lo, hi, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order, comm)):
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_begin(b)
-            loss_sum, out = step_fn(xb, tb, wb)
+            if comm is None:
+                loss_sum, out = step_fn(xb, tb, wb)
+            else:
+                loss_sum, out = _sharded_gradients(net, comm, xb, tb, wb, hi - lo)
             optimizer.step()
             accumulator.add(b, lo, hi, loss_sum, out, tb)
-            if batch_callbacks:  # the user asked for per-batch values: one sync per batch
-                _batch_end(net, batch_callbacks, b, hi - lo, loss_sum, out, tb)
+            if batch_callbacks and out is not None:  # asked for: one sync per batch (this rank's shard)
+                _batch_end(net, batch_callbacks, b, out.shape[0], loss_sum, out, tb)
             if bar is not None:
                 bar.update(1)
         names = metric_names[: 2 if "accuracy" in net.metrics else 1]
-        logs = _floats(net, names, accumulator.totals(order), data.n)
+        logs = _floats(net, names, accumulator.totals(order), data.n, comm)
         if not math.isfinite(logs["loss"]):
             if bar is not None:
                 bar.close()
+            if comm is not None:  # every rank sees the same reduced loss: all stop here
+                net._restore_state(snapshot)
+                raise TrainingDivergedError(
+                    f"training diverged: the loss became {logs['loss']} in epoch {epoch + 1}/{epochs}; "
+                    "the network keeps the weights from the start of that epoch", epoch=epoch + 1, batch=0,
+                )
             _locate_divergence(net, data, batch_size, order, snapshot, dropouts, dropout_seed, epoch, epochs)
         if val is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, val, None).items()})
+            logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, val, None, comm).items()})
         _finish_bar(bar, verbose, logs, epoch, epochs)
         for cb in all_callbacks:
             cb.on_epoch_end(epoch, logs)
         if net.stop_training:
             break
+
+
+def _sharded_gradients(net: Network, comm: Any, xb: Any, tb: Any, wb: Any, global_size: int) -> tuple[Any, Any]:
+    """This rank's share of a global batch's gradient, summed over ranks in one all-reduce
+    of the flat buffer: each rank weighs its shard's mean gradient by shard / batch."""
+    if xb is None:
+        net._grad[...] = 0.0
+        loss_sum, out = None, None
+    else:
+        loss_sum, out = net._forward_backward(xb, tb, wb)
+        if xb.shape[0] != global_size:
+            net._grad *= xb.shape[0] / global_size
+    comm.allreduce_sum_(net._grad)
+    return loss_sum, out
 
 
 def _batch_end(net: Network, callbacks: list[Callback], b: int, size: int, loss_sum: Any, out: Any, tb: Any) -> None:
@@ -293,12 +343,15 @@ def _batch_end(net: Network, callbacks: list[Callback], b: int, size: int, loss_
         cb.on_batch_end(b, logs)
 
 
-def _floats(net: Network, names: list[str], sums: tuple[Any, Any], n: int) -> dict[str, float]:
-    """Bring the epoch's accumulators to the host: one transfer, once per epoch."""
+def _floats(net: Network, names: list[str], sums: tuple[Any, ...], n: int, comm: Any = None) -> dict[str, float]:
+    """Bring the epoch's accumulators to the host: one transfer (and, across processes,
+    one reduction of a few floats), once per epoch."""
     xp = net.xp
     stacked = xp.stack([xp.asarray(total, dtype=net.dtype) for total in sums[: len(names)]])
-    host = net.backend.to_numpy(stacked)
-    return {name: float(value) / n for name, value in zip(names, host, strict=True)}
+    values = [float(v) for v in net.backend.to_numpy(stacked)]
+    if comm is not None:
+        values = comm.allreduce_floats(values)
+    return {name: value / n for name, value in zip(names, values, strict=True)}
 
 
 def _locate_divergence(
@@ -334,20 +387,26 @@ def _locate_divergence(
     )
 
 
-def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None) -> dict[str, float]:
-    """Loss and metrics over device data, accumulated on the device; one transfer."""
+def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm: Any = None) -> dict[str, float]:
+    """Loss and metrics over device data, accumulated on the device; one transfer.
+    With ``comm``, each rank evaluates its contiguous share and the sums are reduced."""
     batch_size = batch_size or 8192
     accuracy = "accuracy" in net.metrics
     loss_sum: Any = 0.0
     correct_sum: Any = 0.0
+    part = data
+    if comm is not None:
+        lo, hi = shard(0, data.n, comm.rank, comm.size)
+        w = None if data.w is None else data.w[lo:hi]
+        part = DeviceData(data.x[lo:hi, ...], data.t[lo:hi, ...], w, hi - lo)
     with net.backend.activate():
-        for lo, hi, xb, tb, wb in _batches(net, data, batch_size, None):
+        for lo, hi, xb, tb, wb in _batches(net, part, batch_size, None):
             out = net._forward(xb, False)
             loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (hi - lo)
             if accuracy:
                 correct_sum = correct_sum + net._correct(out, tb)
     names = ["loss", *(["accuracy"] if accuracy else [])]
-    return _floats(net, names, (loss_sum, correct_sum), data.n)
+    return _floats(net, names, (loss_sum, correct_sum), data.n, comm)
 
 
 # --------------------------------------------------------------------------- display
