@@ -4,6 +4,7 @@ under mpirun in tests/mpi, by the ``distributed`` nox session.)"""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_shards_are_disjoint_and_cover_the_batch() -> None:
     for lo, hi, size in [(0, 16, 2), (16, 32, 3), (96, 98, 3), (0, 1, 4)]:
         parts = [shard(lo, hi, r, size) for r in range(size)]
         assert parts[0][0] == lo and parts[-1][1] == hi
-        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
         sizes = [b - a for a, b in parts]
         assert max(sizes) - min(sizes) <= 1
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("mpi4py")
-from mpi4py import MPI  # noqa: E402
+from mpi4py import MPI
 
 pytestmark = pytest.mark.skipif(MPI.COMM_WORLD.Get_size() > 1, reason="launches mpirun itself")
 
