@@ -83,7 +83,7 @@ def bench(session: nox.Session, backend: str) -> None:
 def bench_report(session: nox.Session) -> None:
     """Every backend and peer interleaved in one process: the markdown table and the PNG.
     Quick mode by default (a few minutes); ``nox -s bench_report -- --full`` for all of it."""
-    extras = "bench,torch,datasets" + (",cupy" if nvidia_driver_problem() is None else "")
+    extras = "bench,torch,datasets,strict" + (",cupy" if nvidia_driver_problem() is None else "")
     session.install("-e", f".[{extras}]")
     full = "--full" in session.posargs
     rest = [a for a in session.posargs if a != "--full"]

@@ -236,6 +236,16 @@ class Backend:
         else:
             out[...] = a @ b
 
+    def affine(self, x: Any, kernel: Any, bias: Any) -> Any:
+        """``x @ kernel + bias`` (bias may be None); one fused call where the library has it."""
+        if bias is None:
+            return x @ kernel
+        if self.fast_kernels and self.name == "torch":
+            return self.library.addmm(bias, x, kernel)
+        z = x @ kernel
+        z += bias
+        return z
+
     def sum_rows_into(self, a: Any, out: Any) -> None:
         """``out[...] = sum(a, axis=0)`` without the temporary where ``out=`` exists."""
         if self.fast_kernels and self.name in ("numpy", "cupy"):

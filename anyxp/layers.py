@@ -58,9 +58,7 @@ class Dense(Layer):
 
     # -- forward and backward, side by side ----------------------------------------------
     def forward_logits(self, x: Any, training: bool = False) -> Any:
-        z = x @ self.kernel
-        if self.use_bias:
-            z += self.bias
+        z = self.backend.affine(x, self.kernel, self.bias if self.use_bias else None)
         if training:
             self._x = x
         return z
@@ -72,9 +70,7 @@ class Dense(Layer):
         return dz @ self.kernel.mT if need_input_grad else None
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        z = x @ self.kernel
-        if self.use_bias:
-            z += self.bias
+        z = self.backend.affine(x, self.kernel, self.bias if self.use_bias else None)
         a = self.activation.apply(z)
         if training:
             self._x, self._z, self._a = x, z, a

@@ -163,13 +163,15 @@ def gemm_peak(n: int = 2048, repeats: int = 5) -> dict[str, float]:
         a = rng.standard_normal((n, n)).astype(dtype)
         b = rng.standard_normal((n, n)).astype(dtype)
         out = np.empty((n, n), dtype=dtype)
+        np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
         best = min(_timed(lambda a=a, b=b, out=out: np.matmul(a, b, out=out)) for _ in range(repeats))
         peaks[f"numpy {dtype}"] = 2 * n**3 / best / 1e9
         if available("torch"):
             import torch
 
-            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-            best = min(_timed(lambda ta=ta, tb=tb: torch.mm(ta, tb)) for _ in range(repeats))
+            ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
+            torch.mm(ta, tb, out=tout)
+            best = min(_timed(lambda ta=ta, tb=tb, tout=tout: torch.mm(ta, tb, out=tout)) for _ in range(repeats))
             peaks[f"torch {dtype}"] = 2 * n**3 / best / 1e9
     return peaks
 
@@ -182,10 +184,11 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def peak_rss_mib(workload: str, impl: str, samples: int) -> float | None:
     """Peak resident memory of a fresh process that loads the data and trains once."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec from the (big) parent
     code = (
-        "import resource, sys; from bench.run import _memory_probe; "
+        "from bench.run import _memory_probe; "
         f"_memory_probe({workload!r}, {impl!r}, {samples}); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parent.parent, timeout=900)

@@ -198,6 +198,8 @@ BAD_FITS = [
     ({"class_weight": {0: -1.0}}, "class_weight"),
     ({"y": np.eye(4)[np.arange(30) % 4]}, r"y has shape \(30, 4\); expected \(30, 3\)"),
     ({"verbose": 5}, "verbose must be 0, 1 or 2"),
+    ({"y": np.eye(3)[Y] * 0.7}, "y row 0 sums to 0.7; cross_entropy targets must be one-hot rows"),
+    ({"y": np.eye(3)[Y] * 1.5}, r"y row 0 has targets outside \[0, 1\]"),
 ]
 
 
