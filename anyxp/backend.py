@@ -124,6 +124,11 @@ def _namespace_or_none(x: Any) -> Any:
         return None
 
 
+def is_array(x: Any) -> bool:
+    """True for an array of any library array-api-compat knows (NumPy, CuPy, torch, ...)."""
+    return _namespace_or_none(x) is not None
+
+
 class Backend:
     """An array library and a device: where a network's arrays live and its math runs.
 

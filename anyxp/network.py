@@ -10,7 +10,7 @@ import array_api_compat
 import numpy as np
 
 from .activations import Activation
-from .backend import Backend, dtype_name, get_backend, to_numpy
+from .backend import Backend, dtype_name, get_backend, is_array, to_numpy
 from .base import Layer
 from .callbacks import Callback, History
 from .layers import Dense, Dropout
@@ -452,15 +452,7 @@ def _in_callers_library(out: Any, x_in: Any, backend: Backend) -> Any:
     if backend.is_native(x_in):
         return out
     host = to_numpy(out)
-    if isinstance(x_in, np.ndarray) or not _is_foreign_array(x_in):
+    if isinstance(x_in, np.ndarray) or not is_array(x_in):
         return host
     xp_in = array_api_compat.array_namespace(x_in)
     return xp_in.asarray(host, device=array_api_compat.device(x_in))
-
-
-def _is_foreign_array(x: Any) -> bool:
-    try:
-        array_api_compat.array_namespace(x)
-        return True
-    except TypeError:
-        return False

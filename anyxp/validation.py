@@ -11,7 +11,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backend import Backend, to_numpy
+from .backend import Backend, is_array, to_numpy
 
 
 def as_host_or_native(x: Any, backend: Backend, name: str) -> Any:
@@ -21,19 +21,11 @@ def as_host_or_native(x: Any, backend: Backend, name: str) -> Any:
     try:
         if isinstance(x, np.ndarray):
             return x
-        if _is_array(x):
+        if is_array(x):
             return to_numpy(x)
         return np.asarray(x)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} cannot be read as an array: {exc}") from None
-
-
-def _is_array(x: Any) -> bool:
-    try:
-        array_api_compat.array_namespace(x)
-        return True
-    except TypeError:
-        return False
 
 
 def check_features(x: Any, name: str, expected: int | None) -> None:
