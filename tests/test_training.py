@@ -252,3 +252,25 @@ def test_binary_and_regression_targets(backend: ax.Backend) -> None:
     h = reg.fit(x, y_reg, epochs=30, batch_size=32, verbose=0)
     assert "accuracy" not in h.history
     assert h.history["loss"][-1] < 0.1 * h.history["loss"][0]
+
+
+@pytest.mark.parametrize("optimizer", [lambda: ax.SGD(lr=0.1, momentum=0.9), lambda: ax.Adam(lr=0.01)],
+                         ids=["sgd", "adam"])
+def test_backend_kernels_train_like_the_array_api_reference(backend: ax.Backend, small_classification,
+                                                            optimizer) -> None:
+    """The same training with the backend's kernels (out= matmuls and reductions, fused
+    bias add, NumPy's direct reductions, PyTorch's fused Adam) and with the pure Array API
+    path (fast_kernels=False) gives the same weights and history."""
+    x, y = small_classification
+    plain = ax.Backend(backend.name, backend.library, backend.device, fast_kernels=False)
+    results = []
+    for variant in (backend, plain):
+        net = ax.Network([ax.Dense(16, "relu"), ax.Dense(8, "sigmoid"), ax.Dense(3, "softmax")], input_size=5,
+                         optimizer=optimizer(), backend=variant, dtype="float64", seed=1)
+        history = net.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+        results.append((net.get_weights(), history.history))
+    (w_fast, h_fast), (w_plain, h_plain) = results
+    for a, b in zip(w_fast, w_plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    for key in h_fast:
+        np.testing.assert_allclose(h_fast[key], h_plain[key], rtol=1e-12)
