@@ -154,11 +154,27 @@ def fit(
     with net.backend.activate():
         if comm is not None:
             comm = comm.bind(net.backend)
+            _check_ranks_agree(net, comm, train_dev.n)
             comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
             verbose = verbose if comm.is_main else 0
         history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
     net.history = history
     return history
+
+
+def _check_ranks_agree(net: Network, comm: Any, n: int) -> None:
+    """Every rank must shuffle alike (same seed) and hold the same number of samples, or
+    the shards would overlap. Checked with one reduction: sum(v)^2 == size * sum(v^2)
+    holds only when all ranks' v are equal."""
+    rng_copy = np.random.Generator(np.random.PCG64())
+    rng_copy.bit_generator.state = net.rng.bit_generator.state  # drawing from it leaves net.rng as it is
+    probe = float(rng_copy.random())
+    s1, s2, n1, n2 = comm.allreduce_floats([probe, probe * probe, float(n), float(n) * n])
+    if abs(s1 * s1 - comm.size * s2) > 1e-9 * max(1.0, s1 * s1) or abs(n1 * n1 - comm.size * n2) > 0.5:
+        raise ValueError(
+            "distributed fit: the ranks disagree on the seed or on the number of samples; create the "
+            "Network with the same seed= on every rank and pass the same (x, y) everywhere"
+        )
 
 
 def _batches(
@@ -170,21 +186,13 @@ def _batches(
     x, t, w, n = data.x, data.t, data.w, data.n
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
-        if comm is not None:
-            slo, shi = shard(lo, hi, comm.rank, comm.size)
-            if slo == shi:
-                yield lo, hi, None, None, None
-                continue
-            if order is None:
-                yield lo, hi, x[slo:shi, ...], t[slo:shi, ...], (None if w is None else w[slo:shi])
-                continue
-            idx = order[slo:shi]
-            wb = None if w is None else xp.take(w, idx, axis=0)
-            yield lo, hi, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
+        a, b = (lo, hi) if comm is None else shard(lo, hi, comm.rank, comm.size)
+        if a == b:
+            yield lo, hi, None, None, None
         elif order is None:
-            yield lo, hi, x[lo:hi, ...], t[lo:hi, ...], (None if w is None else w[lo:hi])
+            yield lo, hi, x[a:b, ...], t[a:b, ...], (None if w is None else w[a:b])
         else:
-            idx = order[lo:hi]
+            idx = order[a:b]
             wb = None if w is None else xp.take(w, idx, axis=0)
             yield lo, hi, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
 

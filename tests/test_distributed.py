@@ -120,6 +120,17 @@ def test_ranks_match_one_process_with_the_same_global_batch(backend: ax.Backend,
             np.testing.assert_array_equal(a, b)
 
 
+def test_ranks_with_different_seeds_are_refused(backend: ax.Backend) -> None:
+    x, y = data(40)
+
+    def work(comm: ThreadCommunicator):  # type: ignore[no-untyped-def]
+        net = ax.Network([ax.Dense(3, "softmax")], input_size=5, backend=backend, seed=comm.rank)
+        net.fit(x, y, epochs=1, batch_size=8, verbose=0, comm=comm)
+
+    with pytest.raises(ValueError, match="disagree on the seed"):
+        run_ranks(2, work)
+
+
 def test_shards_are_disjoint_and_cover_the_batch() -> None:
     for lo, hi, size in [(0, 16, 2), (16, 32, 3), (96, 98, 3), (0, 1, 4)]:
         parts = [shard(lo, hi, r, size) for r in range(size)]
