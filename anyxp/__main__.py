@@ -40,8 +40,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             epochs=args.epochs or 500, batch_size=args.batch_size or 25, lr=args.lr or 0.1,
             patience=args.patience, comm=comm, **common,
         )
+    elif args.dataset == "fashion-mnist":
+        run = experiments.fashion_mnist_run(
+            epochs=args.epochs or 10, batch_size=args.batch_size or 128, lr=args.lr or 1e-3, comm=comm, **common,
+        )
     elif comm is not None:
-        raise SystemExit("--distributed runs the digits job (--dataset digits)")
+        raise SystemExit("--distributed runs the digits or fashion-mnist job")
     else:
         run = experiments.sign_vector_run(
             "14-100-40-4", epochs=args.epochs or 10, batch_size=args.batch_size or 32,
@@ -121,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the digits network and print its scores")
     backend_args(train)
-    train.add_argument("--dataset", default="digits", choices=["digits", "sign-vectors"])
+    train.add_argument("--dataset", default="digits", choices=["digits", "sign-vectors", "fashion-mnist"],
+                       help="fashion-mnist reads Debian's dataset-fashion-mnist files")
     train.add_argument("--epochs", type=int, default=None, help="max epochs (digits: 500, early stopping)")
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="learning rate")

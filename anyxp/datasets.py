@@ -3,6 +3,7 @@
 - `load_digits`: the 1797 8x8 digits of scikit-learn (an extra), scaled to [0, 1].
 - `sign_vectors`: all 2**n vectors of {-1, 1}**n with a 4-class rule (the joml task).
 - `load_idx`: MNIST-format (IDX) files, raw or gzip, validated.
+- `load_fashion_mnist`: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (or a folder).
 - `split`: a seeded split into train/validation/test (or any fractions).
 """
 
@@ -94,6 +95,41 @@ def load_idx(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarr
     if images.dtype == np.uint8:
         x /= 255.0
     return x, labels.astype(np.int64)
+
+
+FASHION_MNIST_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
+_FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                  "t10k-labels-idx1-ubyte")
+
+
+def fashion_mnist_files(root: str | Path | None = None) -> list[Path] | None:
+    """The four Fashion-MNIST IDX files (raw or .gz) in ``root`` or Debian's folder, or None."""
+    for folder in [Path(root)] if root is not None else FASHION_MNIST_DIRS:
+        found = []
+        for name in _FASHION_FILES:
+            candidates = [folder / name, folder / f"{name}.gz"]
+            found.append(next((c for c in candidates if c.exists()), None))
+        if all(found):
+            return found  # type: ignore[return-value]
+    return None
+
+
+def load_fashion_mnist(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST: (x_train, y_train, x_test, y_test), 784 features in [0, 1].
+
+    Reads ``root`` or, by default, the files of Debian's ``dataset-fashion-mnist``
+    package (``apt-get install dataset-fashion-mnist``); nothing is downloaded.
+    """
+    files = fashion_mnist_files(root)
+    if files is None:
+        where = root or ", ".join(map(str, FASHION_MNIST_DIRS))
+        raise FileNotFoundError(
+            f"Fashion-MNIST IDX files not found in {where}: apt-get install dataset-fashion-mnist, "
+            "or pass the folder holding train-images-idx3-ubyte(.gz) and the other three"
+        )
+    x_train, y_train = load_idx(files[0], files[1])
+    x_test, y_test = load_idx(files[2], files[3])
+    return x_train, y_train, x_test, y_test
 
 
 def split(

@@ -161,6 +161,32 @@ def mse_digits_run(
     )
 
 
+def fashion_mnist_run(
+    *, backend: Any = "auto", device: Any = None, dtype: str = "float32", epochs: int = 10,
+    batch_size: int = 128, lr: float = 1e-3, patience: int = 3, seed: int = 0, verbose: int = 0,
+    comm: Any = None,
+) -> Run:
+    """784-512-512-10 ReLU, Adam, on Fashion-MNIST (Debian's files); the last 10000
+    training images validate, for early stopping."""
+    x, y, x_test, y_test = datasets.load_fashion_mnist()
+    train, val = (x[:50000], y[:50000]), (x[50000:], y[50000:])
+
+    def make() -> Network:
+        return Network(
+            [Dense(512, "relu"), Dense(512, "relu"), Dense(10, "softmax")], input_size=784,
+            optimizer=Adam(lr=lr), backend=backend, device=device, dtype=dtype, seed=seed,
+            name="fashion-mnist-784-512-512-10",
+        )
+
+    return _train(
+        "Fashion-MNIST 784-512-512-10", make, {"train": train, "val": val, "test": (x_test, y_test)},
+        epochs=epochs, batch_size=batch_size, verbose=verbose,
+        callbacks=[EarlyStopping("val_loss", patience=patience)],
+        settings=f"ReLU, Adam lr={lr}, batch {batch_size}, early stopping (patience {patience})",
+        published="", comm=comm,
+    )
+
+
 def reproduce(*, backend: Any = "auto", device: Any = None, verbose: int = 0) -> list[Run]:
     """Every published experiment, in order."""
     runs = [digits_run(backend=backend, device=device, verbose=verbose)]

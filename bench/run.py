@@ -289,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 7)
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
-    if "FMNIST" not in names and workloads.fashion_files() is not None and not args.quick:
+    from anyxp.datasets import fashion_mnist_files
+
+    if "FMNIST" not in names and fashion_mnist_files() is not None and not args.quick:
         names.append("FMNIST")
     report: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine_facts(),
                               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "workloads": []}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -42,23 +41,6 @@ W4 = Workload("W4", "wide 784-2048-2048-10 ReLU, Adam", (784, 2048, 2048, 10), "
 FASHION = Workload("FMNIST", "Fashion-MNIST 784-512-512-10 ReLU, Adam", (784, 512, 512, 10), "relu", "adam", 1e-3,
                    128, 60000, quick_epochs=0.25, notes="Debian dataset-fashion-mnist")
 WORKLOADS = {w.name: w for w in (W1, W2, W3, W4, FASHION)}
-FASHION_DIRS = [Path("/usr/share/dataset-fashion-mnist"), Path("/usr/share/fashion-mnist")]
-
-
-def fashion_files() -> tuple[Path, Path, Path, Path] | None:
-    """The four Fashion-MNIST IDX files where Debian's package installed them."""
-    for root in FASHION_DIRS:
-        if not root.exists():
-            continue
-        files = {p.name: p for p in root.rglob("*-ubyte*")}
-        names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte")
-        found = [next((p for n, p in files.items() if n.startswith(name)), None) for name in names]
-        if all(found):
-            return tuple(found)  # type: ignore[return-value]
-    return None
-
-
 def load(workload: Workload, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test), float32 features and int64 labels."""
     from anyxp import datasets
@@ -72,12 +54,7 @@ def load(workload: Workload, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
         (xtr, ytr), (xte, yte) = datasets.split(x, y, (0.8, 0.2), seed=seed)
         return xtr, ytr, xte, yte
     if workload.name == "FMNIST":
-        files = fashion_files()
-        if files is None:
-            raise FileNotFoundError("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-        xtr, ytr = datasets.load_idx(files[0], files[1])
-        xte, yte = datasets.load_idx(files[2], files[3])
-        return xtr, ytr, xte, yte
+        return datasets.load_fashion_mnist()
     rng = np.random.default_rng(seed)
     n_test = 2000
     x = rng.standard_normal((workload.n_train + n_test, workload.sizes[0]), dtype=np.float32)

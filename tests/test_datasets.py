@@ -93,6 +93,26 @@ def test_idx_errors(tmp_path) -> None:
         datasets.load_idx(tmp_path / "img", tmp_path / "lab2d")
 
 
+def test_fashion_mnist_from_a_folder(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8),
+                  compress=True)
+    x, y, x_test, y_test = datasets.load_fashion_mnist(tmp_path)
+    assert x.shape == (6, 784) and x_test.shape == (4, 784) and y.dtype == y_test.dtype == np.int64
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        datasets.load_fashion_mnist(tmp_path / "missing")
+
+
+@pytest.mark.skipif(datasets.fashion_mnist_files() is None, reason="dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_files_load() -> None:
+    x, y, x_test, y_test = datasets.load_fashion_mnist()
+    assert x.shape == (60000, 784) and x_test.shape == (10000, 784)
+    assert np.bincount(y).tolist() == [6000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
+    assert x.min() >= 0.0 and x.max() == 1.0
+
+
 def test_confusion_matrix_and_accuracy(backend: ax.Backend) -> None:
     y = np.array([0, 1, 2, 2, 1])
     pred = np.array([0, 2, 2, 2, 1])
