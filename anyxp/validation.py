@@ -48,7 +48,9 @@ def check_finite(x: Any, name: str) -> None:
     xp = array_api_compat.array_namespace(x)
     if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
         return
-    if bool(xp.all(xp.isfinite(x))):
+    # one pass: NaN and inf propagate into the sum; only if it is not finite (or the sum
+    # overflowed) look element by element
+    if bool(xp.isfinite(xp.sum(x))) or bool(xp.all(xp.isfinite(x))):
         return
     host = to_numpy(x)
     bad = ~np.isfinite(host)

@@ -238,3 +238,13 @@ def test_bad_predict_and_evaluate_input(backend: ax.Backend) -> None:
         net.evaluate(X, Y[:3])
     with pytest.raises(ValueError, match="batch_size"):
         net.predict(X, batch_size=-2)
+
+
+def test_finite_check_survives_an_overflowing_sum(backend: ax.Backend) -> None:
+    """Huge but finite inputs pass (the one-pass sum overflows; the exact check runs)."""
+    from anyxp.validation import check_finite
+
+    huge = backend.asarray(np.full((3, 4), 3e38), dtype=backend.float_dtype("float32"))
+    check_finite(huge, "x")
+    with pytest.raises(ValueError, match="x contains inf in row 2"):
+        check_finite(np.vstack([np.ones((2, 4)), np.full((1, 4), np.inf)]), "x")
