@@ -150,6 +150,7 @@ class Backend:
         # Array API reference path, which the tests compare against.
         self.fast_kernels = fast_kernels
         self._pool: ThreadPoolExecutor | None = None
+        self._bind_kernels()
 
     # -- identity ------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -234,31 +235,42 @@ class Backend:
         return lambda shape, dtype: self.asarray(host.random(shape), dtype=dtype)
 
     # -- backend kernels behind standard interfaces --------------------------------------
-    def matmul_into(self, a: Any, b: Any, out: Any) -> None:
-        """``out[...] = a @ b`` without the temporary where the library allows ``out=``."""
-        if self.fast_kernels and self.name in ("numpy", "cupy", "torch"):
-            self.library.matmul(a, b, out=out)
-        else:
+    # matmul_into(a, b, out): out[...] = a @ b, without the temporary where out= exists
+    # affine(x, kernel, bias): x @ kernel + bias (bias may be None), fused where possible
+    # sum_rows_into(a, out): out[...] = sum(a, axis=0), without the temporary
+    # Chosen once in __init__ (no per-call branching: small networks make millions of calls).
+
+    def _bind_kernels(self) -> None:
+        lib, xp = self.library, self.xp
+        fast = self.fast_kernels and self.name in ("numpy", "cupy", "torch")
+
+        def matmul_into(a: Any, b: Any, out: Any) -> None:
             out[...] = a @ b
 
-    def affine(self, x: Any, kernel: Any, bias: Any) -> Any:
-        """``x @ kernel + bias`` (bias may be None); one fused call where the library has it."""
-        if bias is None:
-            return x @ kernel
-        if self.fast_kernels and self.name == "torch":
-            return self.library.addmm(bias, x, kernel)
-        z = x @ kernel
-        z += bias
-        return z
+        def affine(x: Any, kernel: Any, bias: Any) -> Any:
+            z = x @ kernel
+            if bias is not None:
+                z += bias
+            return z
 
-    def sum_rows_into(self, a: Any, out: Any) -> None:
-        """``out[...] = sum(a, axis=0)`` without the temporary where ``out=`` exists."""
-        if self.fast_kernels and self.name in ("numpy", "cupy"):
-            self.library.add.reduce(a, axis=0, out=out)
-        elif self.fast_kernels and self.name == "torch":
-            self.library.sum(a, dim=0, out=out)
-        else:
-            out[...] = self.xp.sum(a, axis=0)
+        def sum_rows_into(a: Any, out: Any) -> None:
+            out[...] = xp.sum(a, axis=0)
+
+        if fast:
+            def matmul_into(a: Any, b: Any, out: Any) -> None:
+                lib.matmul(a, b, out=out)
+
+        if fast and self.name == "torch":
+            def affine(x: Any, kernel: Any, bias: Any) -> Any:
+                return x @ kernel if bias is None else lib.addmm(bias, x, kernel)
+
+            def sum_rows_into(a: Any, out: Any) -> None:
+                lib.sum(a, dim=0, out=out)
+        elif fast:
+            def sum_rows_into(a: Any, out: Any) -> None:
+                lib.add.reduce(a, axis=0, out=out)
+
+        self.matmul_into, self.affine, self.sum_rows_into = matmul_into, affine, sum_rows_into
 
     @property
     def threads(self) -> int:
