@@ -10,6 +10,7 @@ from typing import Any
 
 from . import __version__
 from .backend import BACKEND_NAMES, available_backends, get_backend
+from .errors import AnyxpError
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -153,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "device", None) is not None and args.device.isdigit():
         args.device = int(args.device)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (AnyxpError, ValueError, ImportError, FileNotFoundError) as exc:
+        print(f"anyxp: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

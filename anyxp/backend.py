@@ -414,12 +414,22 @@ def _warn_fallback(reason: str) -> None:
         return
     _fallback_warned = True
     warnings.warn(
-        f"backend='cupy' is not usable here ({reason}); running on NumPy instead. "
-        "Pass strict=True to get_backend/Network or set ANYXP_STRICT_BACKEND=1 to "
-        "require the GPU.",
+        f"backend='cupy' is not usable here ({reason}); running on NumPy instead. To require "
+        "the GPU, set ANYXP_STRICT_BACKEND=1 or pass backend=anyxp.get_backend('cupy', strict=True).",
         BackendFallbackWarning,
-        stacklevel=3,
+        stacklevel=_caller_stacklevel(),
     )
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside the anyxp package (the user's line)."""
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _make_backend(name: str, device: Any) -> Backend:

@@ -97,6 +97,7 @@ def test_cupy_falls_back_to_numpy_with_one_warning(cupy_unusable: str) -> None:
         net = ax.Network([ax.Dense(2)], input_size=3, backend="cupy")
     assert len(record) == 1
     assert "strict=True" in str(record[0].message) and "ANYXP_STRICT_BACKEND" in str(record[0].message)
+    assert record[0].filename == __file__  # points at the user's line, not at anyxp's
     assert first.name == second.name == net.backend.name == "numpy"
 
 

@@ -43,6 +43,15 @@ def test_module_entry_point_runs() -> None:
     assert out.returncode == 0 and out.stdout.startswith("anyxp ")
 
 
+def test_errors_are_reported_without_a_traceback(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("ANYXP_STRICT_BACKEND", "1")
+    monkeypatch.setattr(ax.backend, "_problem_cache", {"cupy": "simulated: no GPU"})
+    assert main(["train", "--backend", "cupy", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("anyxp: error: backend 'cupy' is unavailable: simulated: no GPU")
+    assert "Traceback" not in err
+
+
 def test_bad_arguments_exit_with_usage(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["train", "--backend", "jax"])
