@@ -15,7 +15,7 @@ from .base import Layer
 from .callbacks import Callback, History
 from .layers import Dense, Dropout
 from .losses import Loss, get_loss
-from .optimizers import Optimizer, get_optimizer
+from .optimizers import Optimizer, get_optimizer, optimizer_from_config
 from .validation import as_host_or_native, check_batch_size, check_features, check_finite
 
 DEFAULT_EVAL_BATCH = 8192
@@ -411,7 +411,8 @@ class Network:
                 kernel, bias = kernel @ w, bias @ w + b
         single = Dense(kernel.shape[1], type(final)(**final.get_config()), input_size=self.input_size)
         net = Network(
-            [single], loss=get_loss(self.loss), optimizer=type(self.optimizer)(**_opt_args(self.optimizer)),
+            [single], loss=get_loss(self.loss),
+            optimizer=optimizer_from_config(self.optimizer.name, self.optimizer.get_config()),
             backend=self.backend, dtype=self.dtype_name, seed=self.seed, name=f"{self.name}_collapsed",
             metrics=self.metrics,
         )
@@ -422,13 +423,6 @@ class Network:
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return f"Network([{layers}], input_size={self.input_size}, backend={self.backend.name!r})"
-
-
-def _opt_args(opt: Optimizer) -> dict[str, Any]:
-    config = opt.get_config()
-    if "betas" in config:
-        config["betas"] = tuple(config["betas"])
-    return config
 
 
 def _resolve_metrics(metrics: Sequence[str] | None, loss: Loss) -> list[str]:
