@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .activations import Activation, get_activation
+from .activations import ACTIVATIONS, Activation, get_activation
 from .backend import Backend
 from .base import Layer
 from .initializers import INITIALIZERS, default_initializer, resolve_initializer
@@ -103,8 +103,6 @@ class Dense(Layer):
         act = config.get("activation")
         if isinstance(act, dict):
             act = dict(act)
-            from .activations import ACTIVATIONS
-
             name = act.pop("name")
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}")

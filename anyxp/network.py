@@ -16,9 +16,8 @@ from .callbacks import Callback, History
 from .layers import Dense, Dropout
 from .losses import Loss, get_loss
 from .optimizers import Optimizer, get_optimizer, optimizer_from_config
+from .training import EVAL_BATCH
 from .validation import as_host_or_native, check_batch_size, check_features, check_finite
-
-DEFAULT_EVAL_BATCH = 8192
 
 
 class Network:
@@ -301,7 +300,7 @@ class Network:
 
     def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
         """Outputs for ``x``, as arrays of the caller's library (NumPy in, NumPy out)."""
-        batch_size = check_batch_size(batch_size) or DEFAULT_EVAL_BATCH
+        batch_size = check_batch_size(batch_size) or EVAL_BATCH
         x_in = x
         x = as_host_or_native(x, self.backend, "x")
         check_features(x, "x", self.input_size)

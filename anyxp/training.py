@@ -395,10 +395,13 @@ def _locate_divergence(
     )
 
 
+EVAL_BATCH = 8192  # samples per forward pass in evaluate / predict when not given
+
+
 def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm: Any = None) -> dict[str, float]:
     """Loss and metrics over device data, accumulated on the device; one transfer.
     With ``comm``, each rank evaluates its contiguous share and the sums are reduced."""
-    batch_size = batch_size or 8192
+    batch_size = batch_size or EVAL_BATCH
     accuracy = "accuracy" in net.metrics
     loss_sum: Any = 0.0
     correct_sum: Any = 0.0
