@@ -249,10 +249,14 @@ class Network:
         self._backward(d)
         return loss_sum, out
 
+    def _accuracy_by_argmax(self, outputs: int) -> bool:
+        """Accuracy compares argmaxes (one-of-k outputs), else thresholds each output."""
+        return outputs > 1 and self.loss.name != "binary_cross_entropy"
+
     def _correct(self, out: Any, t: Any) -> Any:
         """Number of correctly classified samples in a batch (a 0-d device array)."""
         xp = self.xp
-        if out.shape[1] > 1 and self.loss.name != "binary_cross_entropy":
+        if self._accuracy_by_argmax(out.shape[1]):
             hits = xp.argmax(out, axis=1) == xp.argmax(t, axis=1)
             return xp.sum(xp.astype(hits, self.dtype))
         threshold = 0.0 if self._logits else 0.5

@@ -61,7 +61,7 @@ class Data:
             w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
             x, t = b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype)
             labels = None
-            if "accuracy" in net.metrics and self.t.shape[1] > 1 and net.loss.name != "binary_cross_entropy":
+            if "accuracy" in net.metrics and net._accuracy_by_argmax(self.t.shape[1]):
                 labels = b.asarray(np.argmax(self.t, axis=1))
             return DeviceData(x, t, w, int(self.x.shape[0]), labels)
 
