@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ["processes", str(comm.size if comm is not None else 1)],
         ["dtype", net.dtype_name],
         ["epochs", str(run.epochs)],
-        ["time", f"{run.seconds:.2f} s"],
+        ["time (warmed up)", f"{run.seconds:.2f} s"],
     ]
     print(experiments.format_table(["", "value"], info))
     print()
@@ -90,7 +90,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     backend = runs[0].network.backend
     print(f"\nanyxp {__version__} on {backend.name} {backend.version} ({backend.device})\n")
     print(experiments.format_table(
-        ["experiment", "settings", "epochs", "time", "accuracy", "published"], rows))
+        ["experiment", "settings", "epochs", "time (warmed up)", "accuracy", "published"], rows))
     return 0
 
 

@@ -9,7 +9,6 @@ libraries are imported, and GPUs probed, only when a backend is asked for.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import importlib.util
 import os
@@ -23,6 +22,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import cuda
 from .errors import BackendFallbackWarning, BackendUnavailableError
 
 BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
@@ -36,25 +36,6 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 # --------------------------------------------------------------------------- probing
 
 
-def _cupy_problem() -> str | None:
-    """Why CuPy cannot run here, or None when it can. Cheap: the driver is probed first."""
-    try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return "no NVIDIA driver: libcuda.so.1 could not be loaded (this machine has no CUDA GPU)"
-    if importlib.util.find_spec("cupy") is None:
-        return "CuPy is not installed (pip install 'anyxp[cupy]')"
-    try:
-        import cupy
-
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDARuntimeError and friends: report, never crash
-        return f"CuPy cannot reach a CUDA device ({type(exc).__name__}: {exc})"
-    if count < 1:
-        return "the NVIDIA driver reports no CUDA device"
-    return None
-
-
 def _module_problem(module: str, extra: str) -> str | None:
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed (pip install 'anyxp[{extra}]')"
@@ -63,7 +44,7 @@ def _module_problem(module: str, extra: str) -> str | None:
 
 _PROBES = {
     "numpy": lambda: None,
-    "cupy": _cupy_problem,
+    "cupy": cuda.cupy_problem,
     "torch": lambda: _module_problem("torch", "torch"),
     "array_api_strict": lambda: _module_problem("array_api_strict", "strict"),
 }
@@ -107,7 +88,7 @@ def to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     if array_api_compat.is_cupy_array(x):
-        return x.get()
+        return cuda.to_host(x)  # cuda-only
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     if array_api_compat.is_array_api_strict_namespace(_namespace_or_none(x)):
@@ -202,7 +183,7 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until queued device work is done (a no-op on CPU backends)."""
         if self.name == "cupy":
-            self.library.cuda.Device(self.device.id).synchronize()
+            cuda.synchronize(self.device)  # cuda-only
         elif self.name == "torch" and self.device.type == "cuda":
             self.library.cuda.synchronize(self.device)
 
@@ -210,29 +191,10 @@ class Backend:
     def activate(self) -> Iterator[None]:
         """Make this backend's device current (CuPy ignores ``device=`` on creation)."""
         if self.name == "cupy":
-            with self.device:
-                yield
+            with self.device:  # cuda-only
+                yield  # cuda-only
         else:
             yield
-
-    # -- random numbers on the device (dropout masks) ------------------------------------
-    def uniform_sampler(self, seed: int) -> Any:
-        """A function ``(shape, dtype) -> array`` of U[0, 1) draws made on this device."""
-        if self.name == "numpy":
-            rng = np.random.Generator(np.random.PCG64(seed))
-            return lambda shape, dtype: rng.random(shape, dtype=dtype)
-        if self.name == "torch":
-            torch = self.library
-            gen = torch.Generator(device=self.device).manual_seed(seed)
-            return lambda shape, dtype: torch.rand(
-                shape, generator=gen, dtype=dtype, device=self.device
-            )
-        if self.name == "cupy":
-            with self.activate():
-                rng = self.library.random.default_rng(seed)
-            return lambda shape, dtype: rng.random(shape, dtype=dtype)
-        host = np.random.Generator(np.random.PCG64(seed))
-        return lambda shape, dtype: self.asarray(host.random(shape), dtype=dtype)
 
     # -- backend kernels behind standard interfaces --------------------------------------
     # matmul_into(a, b, out): out[...] = a @ b, without the temporary where out= exists
@@ -442,12 +404,16 @@ def _make_backend(name: str, device: Any) -> Backend:
         dev = library.device("cpu" if device is None else _torch_device_spec(device))
         if dev.type == "cuda" and not library.cuda.is_available():
             raise BackendUnavailableError(f"torch device {device!r} requested, but CUDA is not available")
+        if dev.type == "cuda" and dev.index is None:  # this process's GPU, as for CuPy
+            from .distributed import local_rank
+
+            dev = library.device("cuda", local_rank() % library.cuda.device_count())
         return Backend(name, library, dev)
     if name == "cupy":
-        index = 0 if device is None else _cuda_index(device)
-        if index >= library.cuda.runtime.getDeviceCount():
-            raise BackendUnavailableError(f"CUDA device {device!r} does not exist here")
-        return Backend(name, library, library.cuda.Device(index))
+        try:  # cuda-only
+            return Backend(name, library, cuda.device(library, _cuda_index(device)))  # cuda-only
+        except ValueError as exc:  # cuda-only
+            raise BackendUnavailableError(str(exc)) from None  # cuda-only
     # array_api_strict
     if device is None:
         dev = library.Device("CPU_DEVICE")
@@ -462,12 +428,14 @@ def _torch_device_spec(device: Any) -> Any:
     return f"cuda:{device}" if isinstance(device, int) else device
 
 
-def _cuda_index(device: Any) -> int:
-    if isinstance(device, int):
+def _cuda_index(device: Any) -> int | None:
+    """A CUDA device index from ``3``, ``"cuda:3"``, a device object; None (this
+    process's GPU) for None, ``"cuda"`` or ``"gpu"``."""
+    if device is None or isinstance(device, int):
         return device
     text = str(device)
     if text in ("cuda", "gpu"):
-        return 0
+        return None
     if text.startswith(("cuda:", "gpu:")):
         return int(text.split(":", 1)[1])
     if hasattr(device, "id"):

@@ -150,7 +150,8 @@ def _network_from(files: dict[str, np.ndarray], backend: Any, device: Any) -> Ne
         raise CheckpointError(f"unexpected arrays {extra}")
     net.set_weights(weights)
     state = {k.split("/", 1)[1]: v for k, v in files.items() if k.startswith("optimizer/")}
-    net.optimizer.load_state_arrays(state, int(opt["steps"]))
+    with net.backend.activate():  # CuPy creates arrays on the current device
+        net.optimizer.load_state_arrays(state, int(opt["steps"]))
     if "rng_state" in header:
         net.rng.bit_generator.state = header["rng_state"]
     return net

@@ -26,14 +26,24 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, eps: float = 1e-6) -> fl
 
     >>> check_gradients(Dense(3, "tanh"), x)  # doctest: +SKIP
     """
+    from .backend import get_backend
     from .network import Network
 
+    # every check runs with the object's device current (CuPy creates arrays there)
     if isinstance(obj, Network):
-        return _check_network(obj, x, y, eps)
-    if isinstance(obj, Loss):
-        return _check_loss(obj, x, y, eps)
+        with obj.backend.activate():
+            return _check_network(obj, x, y, eps)
     if isinstance(obj, Layer):
-        return _check_layer(obj, x, eps)
+        if not obj.built:
+            raise ValueError(f"build {obj!r} first: layer.build(input_size, backend, dtype, rng)")
+        with obj.backend.activate():
+            return _check_layer(obj, x, eps)
+    if isinstance(obj, Loss):
+        if y is None:
+            raise ValueError("check_gradients(loss, outputs, targets) needs the targets")
+        backend = _backend_of(x) or get_backend("numpy")
+        with backend.activate():
+            return _check_loss(obj, x, y, eps, backend)
     raise TypeError(f"check_gradients takes a Network, Layer or Loss, got {type(obj).__name__}")
 
 
@@ -63,8 +73,6 @@ def _scalar(value: Any) -> float:
 
 
 def _check_layer(layer: Layer, x: Any, eps: float) -> float:
-    if not layer.built:
-        raise ValueError(f"build {layer!r} first: layer.build(input_size, backend, dtype, rng)")
     backend = layer.backend
     xp = backend.xp
     f64 = backend.float_dtype("float64")
@@ -99,12 +107,7 @@ def _float64_layer(layer: Layer) -> Layer:
     return copy
 
 
-def _check_loss(loss: Loss, out: Any, y: Any, eps: float, backend: Any = None) -> float:
-    from .backend import get_backend
-
-    if y is None:
-        raise ValueError("check_gradients(loss, outputs, targets) needs the targets")
-    backend = backend or _backend_of(out) or get_backend("numpy")
+def _check_loss(loss: Loss, out: Any, y: Any, eps: float, backend: Any) -> float:
     f64 = backend.float_dtype("float64")
     loss = type(loss)(**loss.get_config()).bind(backend.xp, f64)
     out64 = backend.asarray(np.array(to_numpy(out), dtype=np.float64), dtype=f64)
@@ -137,18 +140,13 @@ def _check_network(net: Any, x: Any, y: Any, eps: float) -> float:
         raise ValueError("check_gradients(network, x, y) needs the targets y")
     net64 = _float64_network(net, np.asarray(to_numpy(x)).shape[1])
     data = prepare_data(net64, x, y).to_device(net64)
-    dropouts = [layer for layer in net64.layers if isinstance(layer, Dropout)]
-
-    def reseed() -> None:
-        for layer in dropouts:
-            layer.reseed(0)
+    # dropout masks are a function of the optimizer's update count (bound at build), which
+    # no evaluation changes: every evaluation uses the same masks, and no generator is involved
 
     def objective() -> float:
-        reseed()
         out = net64._forward(data.x, True)
         return _scalar(net64.loss.value(out, data.t, data.w, logits=net64._logits))
 
-    reseed()
     net64._forward_backward(data.x, data.t, data.w)
     analytic = np.array(to_numpy(net64._grad))
     return _relative_error(analytic, _numeric_gradient(objective, net64._theta, eps))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from . import random
 from .activations import ACTIVATIONS, Activation, get_activation
 from .backend import Backend
 from .base import Layer
@@ -114,8 +116,10 @@ class Dropout(Layer):
     """Inverted dropout: zero a fraction ``rate`` of the inputs while training and scale
     the rest by 1 / (1 - rate); the identity at inference.
 
-    Masks are drawn on the device from the backend's generator, reseeded every epoch
-    from the network's seed (and ``seed``, if given).
+    Masks come from the counter-based generator of `anyxp.random`: a pure function of the
+    network's seed, the layer (its position, or its own ``seed`` if given), the optimizer's
+    update count and the element's index in the batch. Nothing is reseeded, and the same
+    seed gives the same masks on every backend.
     Set ``fixed_mask`` to an array to use that mask instead (e.g. for gradient checks).
 
     >>> layer = Dropout(0.2)
@@ -129,27 +133,50 @@ class Dropout(Layer):
         self.rate = rate
         self.seed = seed
         self.fixed_mask: Any = None
+        self.bind_stream(0, 0)
+
+    def bind_stream(self, network_seed: int, position: int, clock: Any = None) -> None:
+        """Key the masks by ``network_seed`` and ``position`` (or by this layer's own
+        ``seed``), and count them by ``clock.steps`` (the network's optimizer; 0 without)."""
+        layer_words = (0, position) if self.seed is None else (1, self.seed)
+        self._stream = random.derive_key(network_seed, *layer_words)
+        self._clock = clock
+        self.row_offset = 0  # the batch's first row in the global batch (set for data-parallel shards)
 
     def build(self, input_size: int, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
         super().build(input_size, backend, dtype, rng)
-        self._scale = 1.0 / (1.0 - self.rate)
-        self.reseed(0)
+        self._threshold = random.keep_threshold(self.rate)
+        xp = self.xp
+        self._scale = xp.asarray(1.0 / (1.0 - self.rate), dtype=dtype, device=backend.device)
+        self._zero = xp.asarray(0.0, dtype=dtype, device=backend.device)
+        self._indices: dict[tuple[int, ...], Any] = {}
 
-    def reseed(self, seed: int) -> None:
-        """Restart the mask generator (the training loop does so every epoch, from the
-        network's seeded generator, so an epoch can be replayed exactly)."""
-        base = 0 if self.seed is None else self.seed * 1_000_003
-        self._uniform = self.backend.uniform_sampler((base + seed) % 2**63)
+    def mask(self, shape: tuple[int, ...], counter: int | None = None) -> Any:
+        """The scaled mask (0 or 1 / (1 - rate)) for inputs of ``shape`` at update
+        ``counter`` (default: the clock's current count); 24 array operations."""
+        if counter is None:
+            counter = 0 if self._clock is None else self._clock.steps
+        index = self._index(shape)
+        bits = random.random_bits(index, random.step_key(self._stream, counter))
+        return self.xp.where(bits >= self._threshold, self._scale, self._zero)
+
+    def _index(self, shape: tuple[int, ...]) -> Any:
+        """Element indices for ``shape`` at the current row offset, cached (a few batch shapes)."""
+        key = (self.row_offset, *shape)
+        index = self._indices.get(key)
+        if index is None:
+            if len(self._indices) >= 8:
+                self._indices.clear()
+            with self.backend.activate():
+                index = random.element_index(self.xp, shape, self.backend.device, self.row_offset)
+            self._indices[key] = index
+        return index
 
     def forward(self, x: Any, training: bool = False) -> Any:
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        if self.fixed_mask is not None:
-            self._mask = self.fixed_mask
-        else:
-            keep = self._uniform(tuple(x.shape), self.dtype) >= self.rate
-            self._mask = self.xp.astype(keep, self.dtype) * self._scale
+        self._mask = self.fixed_mask if self.fixed_mask is not None else self.mask(tuple(x.shape))
         return x * self._mask
 
     def backward(self, dy: Any, need_input_grad: bool = True) -> Any:
@@ -160,3 +187,14 @@ class Dropout(Layer):
         if self.seed is not None:
             config["seed"] = self.seed
         return config
+
+
+def bind_dropout(layers: Sequence[Layer], network_seed: int, clock: Any) -> list[Dropout]:
+    """Key every `Dropout` among a network's ``layers`` by the network's seed and the
+    layer's position, counted by ``clock.steps`` (its optimizer); returns those layers."""
+    dropouts = []
+    for position, layer in enumerate(layers):
+        if isinstance(layer, Dropout):
+            layer.bind_stream(network_seed, position, clock)
+            dropouts.append(layer)
+    return dropouts

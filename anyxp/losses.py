@@ -19,6 +19,18 @@ from .activations import sigmoid
 
 _EPS = {"float32": 1e-7, "float64": 1e-15}
 
+# array-api-compat's ``clip`` and ``sign`` assign through boolean masks, and a boolean-mask
+# assignment is a blocking host sync on CuPy: these two are written with comparisons,
+# ``minimum`` and ``maximum`` instead (no data-dependent shape anywhere in a training step).
+
+
+def _clip(xp: Any, x: Any, low: float, high: float) -> Any:
+    return xp.minimum(xp.maximum(x, low), high)
+
+
+def _sign(xp: Any, x: Any) -> Any:
+    return xp.astype(x > 0, x.dtype) - xp.astype(x < 0, x.dtype)
+
 
 class Loss:
     """Base class: per-sample losses and their gradients; the reduction is shared."""
@@ -101,7 +113,7 @@ class MAE(Loss):
     def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
         diff = out - y
         per = self.xp.mean(self.xp.abs(diff), axis=1)
-        return per, (self.xp.sign(diff) * (1.0 / out.shape[1]) if need_grad else None)
+        return per, (_sign(self.xp, diff) * (1.0 / out.shape[1]) if need_grad else None)
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -141,7 +153,7 @@ class CrossEntropy(Loss):
             shifted, e, total = self._log_softmax_parts(out)
             per = xp.log(total)[:, 0] - xp.sum(y * shifted, axis=1)
             return per, ((e / total) - y if need_grad else None)
-        p = xp.clip(out, self.eps, 1.0)
+        p = _clip(xp, out, self.eps, 1.0)
         per = -xp.sum(y * xp.log(p), axis=1)
         return per, (-y / p if need_grad else None)
 
@@ -160,7 +172,7 @@ class BinaryCrossEntropy(Loss):
             terms = xp.maximum(out, 0.0) - y * out + xp.log1p(xp.exp(-xp.abs(out)))
             per = xp.mean(terms, axis=1)
             return per, ((sigmoid(xp, out) - y) * (1.0 / k) if need_grad else None)
-        p = xp.clip(out, self.eps, 1.0 - self.eps)
+        p = _clip(xp, out, self.eps, 1.0 - self.eps)
         per = -xp.mean(y * xp.log(p) + (1.0 - y) * xp.log(1.0 - p), axis=1)
         return per, ((p - y) / (p * (1.0 - p)) * (1.0 / k) if need_grad else None)
 

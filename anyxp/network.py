@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,24 @@ from .activations import Activation
 from .backend import Backend, dtype_name, get_backend, is_array, to_numpy
 from .base import Layer
 from .callbacks import Callback, History
-from .layers import Dense, Dropout
+from .layers import Dense, Dropout, bind_dropout
 from .losses import Loss, get_loss
 from .optimizers import Optimizer, get_optimizer, optimizer_from_config
 from .training import EVAL_BATCH
 from .validation import as_host_or_native, check_batch_size, check_features, check_finite
+
+
+def _on_device(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a `Network` method with the network's device current: CuPy creates arrays on
+    the current device whatever ``device=`` says, so every entry point that creates or
+    touches the network's arrays goes through this (a no-op on other backends)."""
+
+    @functools.wraps(method)
+    def on_device(self: Network, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return on_device
 
 
 class Network:
@@ -107,6 +121,7 @@ class Network:
     def output_size(self) -> int | None:
         return self._check_sizes(self.layers, self.input_size or 1) if self.layers else None
 
+    @_on_device
     def build(self, input_size: int | None = None) -> Network:
         """Create the weights (drawn from the seeded host generator) for ``input_size``."""
         if self.built:
@@ -124,11 +139,11 @@ class Network:
         self.input_size = size
         if not any(layer.param_names for layer in self.layers):
             raise ValueError("the network has no trainable layer (add a Dense layer)")
-        with self.backend.activate():
-            for layer in self.layers:
-                layer.build(size, self.backend, self.dtype, self.rng)
-                size = layer.output_size
-            self._flatten_parameters()
+        for layer in self.layers:
+            layer.build(size, self.backend, self.dtype, self.rng)
+            size = layer.output_size
+        self._flatten_parameters()
+        bind_dropout(self.layers, self.seed, self.optimizer)  # masks keyed by seed, counted by updates
         self.loss.bind(self.xp, self.dtype)
         last = self.layers[-1]
         self._fused = (
@@ -166,11 +181,13 @@ class Network:
     def num_parameters(self) -> int:
         return sum(layer.num_parameters for layer in self.layers)
 
+    @_on_device
     def get_weights(self) -> list[np.ndarray]:
         """Host NumPy copies of the parameters in layer order (kernel, then bias)."""
         self._require_built()
         return [np.array(to_numpy(p)) for layer in self.layers for p in layer.parameters()]
 
+    @_on_device
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Load parameters (as from `get_weights`); validated in full before any is written."""
         self._require_built()
@@ -190,18 +207,20 @@ class Network:
                 raise ValueError(f"weight {i} ({pname}) must hold numbers, got dtype {host.dtype}")
             check_finite(host, f"weight {i} ({type(layer).__name__} {pname})")
             arrays.append(host)
-        with self.backend.activate():
-            for (layer, pname), host in zip(targets, arrays, strict=True):
-                getattr(layer, pname)[...] = self.backend.asarray(host, dtype=self.dtype)
+        for (layer, pname), host in zip(targets, arrays, strict=True):
+            getattr(layer, pname)[...] = self.backend.asarray(host, dtype=self.dtype)
 
+    @_on_device
     def snapshot_parameters(self) -> Any:
         """A device copy of all parameters (for `restore_parameters`)."""
         self._require_built()
         return self.xp.asarray(self._theta, copy=True)
 
+    @_on_device
     def restore_parameters(self, snapshot: Any) -> None:
         self._theta[...] = snapshot
 
+    @_on_device
     def _snapshot_state(self, into: Any = None) -> tuple[Any, dict[str, Any], int]:
         """Parameters, optimizer state and step count (device copies; written into the
         buffers of an earlier snapshot ``into`` when given, to avoid allocating)."""
@@ -215,6 +234,7 @@ class Network:
             state[key][...] = value
         return theta, state, self.optimizer.steps
 
+    @_on_device
     def _restore_state(self, snapshot: tuple[Any, dict[str, Any], int]) -> None:
         theta, state, steps = snapshot
         self.restore_parameters(theta)
@@ -293,6 +313,7 @@ class Network:
             sample_weight=sample_weight, callbacks=callbacks, verbose=verbose, comm=comm,
         )
 
+    @_on_device
     def evaluate(self, x: Any, y: Any, *, batch_size: int | None = None, sample_weight: Any = None) -> dict[str, float]:
         """Loss (and metrics) on ``(x, y)``: ``{"loss": ..., "accuracy": ...}``."""
         from .training import evaluate_arrays, prepare_data
@@ -302,6 +323,7 @@ class Network:
         self.build(data.x.shape[1])
         return evaluate_arrays(self, data.to_device(self), batch_size)
 
+    @_on_device
     def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
         """Outputs for ``x``, as arrays of the caller's library (NumPy in, NumPy out)."""
         batch_size = check_batch_size(batch_size) or EVAL_BATCH
@@ -309,16 +331,14 @@ class Network:
         x = as_host_or_native(x, self.backend, "x")
         check_features(x, "x", self.input_size)
         self.build(x.shape[1])
-        xp = self.xp
-        with self.backend.activate():
-            x_dev = self.backend.asarray(x, dtype=self.dtype)
-            parts = []
-            for lo in range(0, x_dev.shape[0], batch_size):
-                a = x_dev[lo : min(lo + batch_size, x_dev.shape[0]), ...]
-                for layer in self.layers:
-                    a = layer.forward(a, False)
-                parts.append(a)
-            out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+        x_dev = self.backend.asarray(x, dtype=self.dtype)
+        parts = []
+        for lo in range(0, x_dev.shape[0], batch_size):
+            a = x_dev[lo : min(lo + batch_size, x_dev.shape[0]), ...]
+            for layer in self.layers:
+                a = layer.forward(a, False)
+            parts.append(a)
+        out = parts[0] if len(parts) == 1 else self.xp.concat(parts, axis=0)
         return _in_callers_library(out, x_in, self.backend)
 
     def predict_classes(self, x: Any, *, batch_size: int | None = None) -> Any:
@@ -385,9 +405,11 @@ class Network:
         self.build(self.input_size)
         self.rng.bit_generator.state = rng_state
         self.set_weights(weights)
-        self.optimizer.load_state_arrays(state, steps)
+        with new.activate():
+            self.optimizer.load_state_arrays(state, steps)
         return self
 
+    @_on_device
     def collapse(self) -> Network:
         """An equivalent one-layer network, when every hidden activation is the identity.
 

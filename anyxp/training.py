@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .callbacks import Callback, History
-from .distributed import shard
+from .distributed import fit_facts, shard
 from .errors import TrainingDivergedError
+from .layers import Dropout
 from .validation import (
     as_host_or_native,
     check_batch_size,
@@ -149,32 +150,19 @@ def fit(
         )
 
     net.build(data.x.shape[1])
+    if comm is not None:  # before any transport is set up: disagreeing ranks all raise, none hangs
+        val_n = 0 if val is None else int(val.x.shape[0])
+        comm.agree(fit_facts(net, comm, int(data.x.shape[0]), val_n, batch_size, epochs, shuffle))
     train_dev = data.to_device(net)
     val_dev = val.to_device(net) if val is not None else None
     with net.backend.activate():
         if comm is not None:
             comm = comm.bind(net.backend)
-            _check_ranks_agree(net, comm, train_dev.n)
             comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
             verbose = verbose if comm.is_main else 0
         history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
     net.history = history
     return history
-
-
-def _check_ranks_agree(net: Network, comm: Any, n: int) -> None:
-    """Every rank must shuffle alike (same seed) and hold the same number of samples, or
-    the shards would overlap. Checked with one reduction: sum(v)^2 == size * sum(v^2)
-    holds only when all ranks' v are equal."""
-    rng_copy = np.random.Generator(np.random.PCG64())
-    rng_copy.bit_generator.state = net.rng.bit_generator.state  # drawing from it leaves net.rng as it is
-    probe = float(rng_copy.random())
-    s1, s2, n1, n2 = comm.allreduce_floats([probe, probe * probe, float(n), float(n) * n])
-    if abs(s1 * s1 - comm.size * s2) > 1e-9 * max(1.0, s1 * s1) or abs(n1 * n1 - comm.size * n2) > 0.5:
-        raise ValueError(
-            "distributed fit: the ranks disagree on the seed or on the number of samples; create the "
-            "Network with the same seed= on every rank and pass the same (x, y) everywhere"
-        )
 
 
 def _batches(
@@ -281,7 +269,8 @@ def _epochs(
 ) -> None:
     metric_names = all_callbacks[0].params["metrics"]
     steps = all_callbacks[0].params["steps"]
-    dropouts = [layer for layer in net.layers if hasattr(layer, "reseed")]
+    # dropout masks: a function of (seed, layer, optimizer.steps, element); nothing to reseed
+    dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
     optimizer, step_fn = net.optimizer, net._forward_backward
     accumulator = _EpochAccumulator(net, data, steps, sharded=comm is not None)
     for epoch in range(epochs):
@@ -290,14 +279,13 @@ def _epochs(
         # for a replay if this epoch diverges; the buffers are reused from fit to fit
         snapshot = net._replay_snapshot = net._snapshot_state(net._replay_snapshot)
         order = net.backend.asarray(net.rng.permutation(data.n)) if shuffle else None
-        dropout_seed = int(net.rng.integers(2**62)) if dropouts else 0
-        for i, layer in enumerate(dropouts):
-            layer.reseed(dropout_seed + i)
         bar = _progress_bar(verbose, steps, epoch, epochs)
         for b, (lo, hi, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order, comm)):
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_begin(b)
+            for layer in dropouts:  # a shard's masks are its rows of the global batch's masks
+                layer.row_offset = 0 if comm is None else shard(lo, hi, comm.rank, comm.size)[0] - lo
             if comm is None:
                 loss_sum, out = step_fn(xb, tb, wb)
             else:
@@ -319,7 +307,7 @@ def _epochs(
                     f"training diverged: the loss became {logs['loss']} in epoch {epoch + 1}/{epochs}; "
                     "the network keeps the weights from the start of that epoch", epoch=epoch + 1, batch=0,
                 )
-            _locate_divergence(net, data, batch_size, order, snapshot, dropouts, dropout_seed, epoch, epochs)
+            _locate_divergence(net, data, batch_size, order, snapshot, epoch, epochs)
         if val is not None:
             logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, val, None, comm).items()})
         _finish_bar(bar, verbose, logs, epoch, epochs)
@@ -364,14 +352,12 @@ def _floats(net: Network, names: list[str], sums: tuple[Any, ...], n: int, comm:
 
 def _locate_divergence(
     net: Network, data: DeviceData, batch_size: int, order: Any, snapshot: Any,
-    dropouts: list[Any], dropout_seed: int, epoch: int, epochs: int,
+    epoch: int, epochs: int,
 ) -> None:
     """The epoch's loss is not finite: replay it from its start, checking each step on
     the host, and stop before the first step that is not finite. Raises."""
     xp = net.xp
-    net._restore_state(snapshot)
-    for i, layer in enumerate(dropouts):
-        layer.reseed(dropout_seed + i)
+    net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
     steps = math.ceil(data.n / batch_size)
     for b, (_, _, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
         before = net._snapshot_state()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 import anyxp as ax
 from anyxp import backend as backend_module
+from anyxp import cuda as cuda_module
 
 
 @pytest.fixture
@@ -109,27 +111,119 @@ def test_cupy_strict_raises_with_the_reason(cupy_unusable: str, monkeypatch: pyt
         ax.get_backend("cupy")
 
 
-def test_probe_reports_cupy_present_but_unusable(fresh_probes: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CuPy installed, a driver library present, but no device: a reason, no crash."""
+class FakeCupyArray:
+    """Just enough of a CuPy array for the probe; ``fail`` maps a step to the error it raises."""
 
-    def no_device() -> int:
-        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+    def __init__(self, a: np.ndarray, fail: dict[str, Exception]) -> None:
+        self.a, self.fail = a, fail
+
+    def _run(self, step: str, result: np.ndarray) -> FakeCupyArray:
+        if step in self.fail:
+            raise self.fail[step]
+        return FakeCupyArray(result, self.fail)
+
+    def __mul__(self, other: float) -> FakeCupyArray:
+        return self._run("kernel", self.a * other)
+
+    def __add__(self, other: float) -> FakeCupyArray:
+        return self._run("kernel", self.a + other)
+
+    @property
+    def T(self) -> FakeCupyArray:
+        return FakeCupyArray(self.a.T, self.fail)
+
+    def get(self) -> np.ndarray:
+        if "get" in self.fail:
+            raise self.fail["get"]
+        return self.a + (1.0 if "wrong" in self.fail else 0.0)
+
+
+def fake_cupy(fail: dict[str, Exception], devices: int = 1) -> types.ModuleType:
+    """A module named cupy whose probe steps fail as ``fail`` says (the way CuPy 14 fails
+    on a machine with the driver but without NVRTC or cuBLAS)."""
+    calls = []
+
+    def count() -> int:
+        calls.append("getDeviceCount")
+        if "count" in fail:
+            raise fail["count"]
+        return devices
 
     fake = types.ModuleType("cupy")
-    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(backend_module.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(backend_module.ctypes, "CDLL", lambda name: object())
-    reason = backend_module._cupy_problem()
-    assert reason is not None and "cudaErrorNoDevice" in reason
+    fake.calls = calls
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=count),
+                                      Device=lambda i: contextlib.nullcontext())
+    fake.asarray = lambda a: FakeCupyArray(np.asarray(a), fail)
+    fake.matmul = lambda a, b: a._run("matmul", a.a @ b.a)
+    fake.sum = lambda a, axis: a._run("reduce", a.a.sum(axis=axis))
+    return fake
+
+
+@pytest.fixture
+def with_fake_cupy(fresh_probes: None, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Install a fake cupy behind a present driver; returns a function that builds it."""
+    import importlib.util
+
+    monkeypatch.setattr(cuda_module, "driver_problem", lambda: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "cupy" else real_find_spec(name, *a))
+
+    def install(fail: dict[str, Exception], devices: int = 1) -> types.ModuleType:
+        fake = fake_cupy(fail, devices)
+        monkeypatch.setitem(sys.modules, "cupy", fake)
+        return fake
+
+    return install
+
+
+NVRTC_MISSING = RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot open shared "
+                             "object file: No such file or directory")
+CUBLAS_MISSING = ImportError("libcublasLt.so.12: cannot open shared object file: No such file or directory")
+
+
+@pytest.mark.parametrize(
+    ("fail", "devices", "expected"),
+    [
+        ({}, 1, None),
+        ({"count": RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")}, 1,
+         "CuPy cannot reach a CUDA device (RuntimeError: cudaErrorNoDevice"),
+        ({}, 0, "the NVIDIA driver reports no CUDA device"),
+        ({"kernel": NVRTC_MISSING}, 1, "CuPy cannot compile kernels: NVRTC (libnvrtc.so.12) not found"),
+        ({"matmul": CUBLAS_MISSING}, 1, "CuPy cannot multiply matrices: cuBLAS (libcublas/libcublasLt) not found"),
+        ({"reduce": RuntimeError("cudaErrorLaunchFailure")}, 1, "CuPy cannot reduce an array on the GPU"),
+        ({"get": RuntimeError("cudaErrorIllegalAddress")}, 1, "CuPy cannot copy results to the host"),
+        ({"wrong": RuntimeError()}, 1, "CuPy computed a wrong result on device 0"),
+    ],
+    ids=["usable", "no-device-error", "zero-devices", "no-nvrtc", "no-cublas", "reduce", "get", "wrong"],
+)
+def test_probe_says_exactly_what_is_missing(with_fake_cupy, fail, devices, expected) -> None:  # type: ignore[no-untyped-def]
+    with_fake_cupy(fail, devices)
+    reason = cuda_module.cupy_problem()
+    if expected is None:
+        assert reason is None
+        return
+    assert reason is not None and reason.startswith(expected), reason
+    if fail.keys() & {"kernel", "matmul", "reduce", "get"}:
+        assert reason.endswith("pip install 'anyxp[cupy]'")
+
+
+def test_a_probe_failure_falls_back_once_or_raises_under_strict(with_fake_cupy) -> None:  # type: ignore[no-untyped-def]
+    fake = with_fake_cupy({"kernel": NVRTC_MISSING})
+    with pytest.warns(ax.BackendFallbackWarning, match=r"NVRTC \(libnvrtc.so.12\) not found"):
+        assert ax.get_backend("cupy").name == "numpy"
+        assert ax.get_backend("auto").name == "numpy"
+    with pytest.raises(ax.BackendUnavailableError, match="CuPy cannot compile kernels"):
+        ax.get_backend("cupy", strict=True)
+    assert fake.calls == ["getDeviceCount"]  # probed once per process, then cached
 
 
 def test_probe_without_driver_names_libcuda(fresh_probes: None, monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(name: str) -> None:
         raise OSError(f"{name}: cannot open shared object file")
 
-    monkeypatch.setattr(backend_module.ctypes, "CDLL", missing)
-    reason = backend_module._cupy_problem()
+    monkeypatch.setattr(cuda_module.ctypes, "CDLL", missing)
+    reason = cuda_module.cupy_problem()
     assert reason is not None and "libcuda.so.1" in reason
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import anyxp as ax
-from anyxp.distributed import Communicator, shard
+from anyxp import distributed
+from anyxp.distributed import Communicator, DistributedMismatchError, disagreement, shard
 
 
 class ThreadGroup:
@@ -55,6 +56,9 @@ class ThreadCommunicator(Communicator):
 
     def allreduce_floats(self, values: list[float]) -> list[float]:
         return [float(v) for v in np.sum(self._exchange(np.asarray(values, dtype=np.float64)), axis=0)]
+
+    def allgather(self, value):  # type: ignore[no-untyped-def]
+        return self._exchange(value)
 
 
 def run_ranks(size: int, work) -> list:  # type: ignore[no-untyped-def]
@@ -127,8 +131,48 @@ def test_ranks_with_different_seeds_are_refused(backend: ax.Backend) -> None:
         net = ax.Network([ax.Dense(3, "softmax")], input_size=5, backend=backend, seed=comm.rank)
         net.fit(x, y, epochs=1, batch_size=8, verbose=0, comm=comm)
 
-    with pytest.raises(ValueError, match="disagree on the seed"):
+    with pytest.raises(DistributedMismatchError, match=r"disagree: seed \(generator state\) differs"):
         run_ranks(2, work)
+
+
+def facts(**changes):  # type: ignore[no-untyped-def]
+    base = {"backend": "cupy", "device kind": "gpu", "dtype": "float32", "sample count": 10,
+            "transport": "available", "_gpu": ("node-a", "<CUDA Device 0>")}
+    return {**base, **changes}
+
+
+def test_disagreement_names_what_differs_and_where() -> None:
+    assert disagreement([facts(), facts(_gpu=("node-a", "<CUDA Device 1>"))]) is None
+    assert disagreement([facts(), facts(_gpu=("node-b", "<CUDA Device 0>"))]) is None
+    text = disagreement([facts(), facts(dtype="float64", _gpu=("node-b", "<CUDA Device 0>")),
+                         facts(_gpu=("node-c", "<CUDA Device 0>"))])
+    assert text == "the ranks disagree: dtype differs (rank 0: 'float32', rank 1: 'float64', rank 2: 'float32')"
+    shared = disagreement([facts(), facts(_gpu=("node-b", "<CUDA Device 0>")), facts()])
+    assert shared is not None and "ranks [0, 2] share GPU <CUDA Device 0> on host node-a" in shared
+    none_can = disagreement([facts(transport="NCCL missing", _gpu=None)] * 2)
+    assert none_can == "the ranks disagree: no rank can reach the others: NCCL missing"
+
+
+def test_local_rank_comes_from_init_or_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "_local_rank", None)
+    for name in distributed.LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.local_rank() == 0
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3")
+    assert distributed.local_rank() == 3
+    monkeypatch.setenv("MPI_LOCALRANKID", "1")  # MPICH's, checked first
+    assert distributed.local_rank() == 1
+    monkeypatch.setattr(distributed, "_local_rank", 2)  # from init()'s shared-memory split
+    assert distributed.local_rank() == 2
+
+
+def test_torch_cuda_without_an_index_takes_the_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(distributed, "_local_rank", 3)
+    assert ax.get_backend("torch", device="cuda").device == torch.device("cuda", 1)
+    assert ax.get_backend("torch", device="cuda:0").device == torch.device("cuda", 0)
 
 
 def test_shards_are_disjoint_and_cover_the_batch() -> None:

@@ -274,3 +274,48 @@ def test_backend_kernels_train_like_the_array_api_reference(backend: ax.Backend,
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     for key in h_fast:
         np.testing.assert_allclose(h_fast[key], h_plain[key], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("last", "loss", "targets"),
+    [
+        ("linear", "mae", "real"),
+        ("softmax", ax.CrossEntropy(), "labels"),  # fused: logits
+        (ax.Softmax(), "cross_entropy", "labels"),  # a standalone softmax layer: probabilities
+        ("sigmoid", ax.BinaryCrossEntropy(), "binary"),
+        (ax.Sigmoid(), "binary_cross_entropy", "binary"),
+    ],
+    ids=["mae", "ce-fused", "ce-probabilities", "bce-fused", "bce-probabilities"],
+)
+def test_training_uses_no_mask_assignment(backend: ax.Backend, monkeypatch: pytest.MonkeyPatch,
+                                          last, loss, targets) -> None:  # type: ignore[no-untyped-def]
+    """array-api-compat's clip and sign assign through boolean masks (a host sync each on
+    CuPy): the training step must not call them, nor index with a boolean mask (made to
+    raise on array_api_strict with data_dependent_shapes=False)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 4))
+    y = {"real": x @ rng.normal(size=(4, 3)), "labels": rng.integers(0, 3, 40),
+         "binary": (x[:, :3] > 0).astype(float)}[targets]
+    layers = [ax.Dense(8, "tanh"), ax.Dense(3, last)] if isinstance(last, str) else \
+        [ax.Dense(8, "tanh"), ax.Dense(3), last]
+    net = ax.Network(layers, input_size=4, loss=loss, backend=backend, seed=0, dtype="float64")
+    net.build()
+
+    def forbidden(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("clip/sign from array-api-compat in a training step")
+
+    for name in ("clip", "sign"):
+        monkeypatch.setattr(net.xp, name, forbidden)
+    strict = backend.name == "array_api_strict"
+    if strict:
+        import array_api_strict
+
+        flags = array_api_strict.get_array_api_strict_flags()
+        array_api_strict.set_array_api_strict_flags(data_dependent_shapes=False)
+    try:
+        history = net.fit(x, y, epochs=3, batch_size=8, validation_data=(x[:10], y[:10]), verbose=0)
+        net.evaluate(x, y)
+    finally:
+        if strict:
+            array_api_strict.set_array_api_strict_flags(**flags)
+    assert history.history["loss"][-1] < history.history["loss"][0]
