@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -26,8 +28,32 @@ def _scores_rows(run: Any) -> list[list[str]]:
     return rows
 
 
+def _given(value: Any, default: Any) -> Any:
+    """The value given on the command line (0 included), else the job's default."""
+    return default if value is None else value
+
+
+def _check_destination(path: str, option: str) -> None:
+    """Refuse, before any training, a destination that could not be written at the end."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise ValueError(f"{option} {path}: is a directory")
+    if not folder.is_dir():
+        raise ValueError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ValueError(f"{option} {path}: not writable")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from . import experiments
+
+    if args.save:
+        _check_destination(args.save, "--save")
+    if args.plot:
+        _check_destination(args.plot, "--plot")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ImportError("--plot needs matplotlib: pip install 'anyxp[plot]'")
 
     verbose = 0 if args.quiet else 1
     common = dict(backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed, verbose=verbose)
@@ -38,18 +64,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         comm = distributed.init()
     if args.dataset == "digits":
         run = experiments.digits_run(
-            epochs=args.epochs or 500, batch_size=args.batch_size or 25, lr=args.lr or 0.1,
+            epochs=_given(args.epochs, 500), batch_size=_given(args.batch_size, 25), lr=_given(args.lr, 0.1),
             patience=args.patience, comm=comm, **common,
         )
     elif args.dataset == "fashion-mnist":
         run = experiments.fashion_mnist_run(
-            epochs=args.epochs or 10, batch_size=args.batch_size or 128, lr=args.lr or 1e-3, comm=comm, **common,
+            epochs=_given(args.epochs, 10), batch_size=_given(args.batch_size, 128), lr=_given(args.lr, 1e-3),
+            comm=comm, **common,
         )
     elif comm is not None:
         raise SystemExit("--distributed runs the digits or fashion-mnist job")
     else:
         run = experiments.sign_vector_run(
-            "14-100-40-4", epochs=args.epochs or 10, batch_size=args.batch_size or 32,
+            "14-100-40-4", epochs=_given(args.epochs, 10), batch_size=_given(args.batch_size, 32),
             lr=args.lr, **common,
         )
     net = run.network
@@ -156,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         args.device = int(args.device)
     try:
         return args.func(args)
-    except (AnyxpError, ValueError, ImportError, FileNotFoundError) as exc:
+    except (AnyxpError, ValueError, TypeError, ImportError, FileNotFoundError) as exc:
         print(f"anyxp: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("anyxp: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

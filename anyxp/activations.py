@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from .base import Layer
+from .validation import as_real
 
 
 class Activation(Layer):
@@ -26,9 +27,10 @@ class Activation(Layer):
         raise NotImplementedError
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._z = x
-        self._a = self.apply(x)
-        return self._a
+        a = self.apply(x)
+        if training:  # inference touches no training state (predict may run beside fit)
+            self._z, self._a = x, a
+        return a
 
     def backward(self, dy: Any, need_input_grad: bool = True) -> Any:
         return self.derivative(self._z, self._a, dy)
@@ -81,7 +83,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = as_real(alpha, "LeakyReLU alpha")
 
     def apply(self, z: Any) -> Any:
         if 0.0 <= self.alpha <= 1.0:
@@ -164,7 +166,7 @@ class ELU(Activation):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = as_real(alpha, "ELU alpha", minimum=0)
 
     def apply(self, z: Any) -> Any:
         xp = self.xp

@@ -246,8 +246,9 @@ class Backend:
 
     def map_parallel(self, fn: Any, items: list[Any]) -> None:
         """Run ``fn`` on each item, across threads when this backend benefits."""
-        if len(items) == 1:
-            fn(items[0])
+        if len(items) == 1 or self.threads == 1:  # inline: a GPU's current device is per thread
+            for item in items:
+                fn(item)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="anyxp")

@@ -149,6 +149,7 @@ class CSVLogger(Callback):
         self.append = append
         self._file: Any = None
         self._writer: Any = None
+        self._active = False
         self._epoch = 0
 
     @property
@@ -156,16 +157,28 @@ class CSVLogger(Callback):
         return self.per_batch
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
+        self._writer = None
         if not self.params.get("is_main_process", True):
+            self._active = False
             return
+        self._active = True
+        folder = self.path.parent
+        if self.path.is_dir() or not folder.is_dir():
+            what = "is a directory" if self.path.is_dir() else f"the folder {folder} does not exist"
+            raise ValueError(f"CSVLogger: cannot write {self.path}: {what}")
+
+    def _open(self) -> None:
+        """Open the log at its first row: a fit that fails before its first epoch ends
+        leaves an existing log as it was (Keras truncates it at the start of training)."""
         exists = self.path.exists() and self.path.stat().st_size > 0
         self._file = open(self.path, "a" if self.append else "w", newline="")  # noqa: SIM115
-        self._writer = None
         self._write_header = not (self.append and exists)
 
     def _write(self, row: dict[str, Any]) -> None:
-        if self._file is None:
+        if not self._active:
             return
+        if self._file is None:
+            self._open()
         if self._writer is None:
             self._writer = csv.DictWriter(self._file, fieldnames=list(row))
             if self._write_header:

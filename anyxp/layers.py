@@ -12,6 +12,7 @@ from .activations import ACTIVATIONS, Activation, get_activation
 from .backend import Backend
 from .base import Layer
 from .initializers import INITIALIZERS, default_initializer, resolve_initializer
+from .validation import as_bool, as_int, as_real
 
 
 class Dense(Layer):
@@ -33,16 +34,12 @@ class Dense(Layer):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(units, int | np.integer) or isinstance(units, bool) or units < 1:
-            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = as_int(units, "Dense units", minimum=1)
         self.activation = get_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = as_bool(use_bias, "Dense use_bias")
         self.init = resolve_initializer(init or default_initializer(self.activation.name))
         self.param_names = ("kernel", "bias") if self.use_bias else ("kernel",)
-        if input_size is not None and (not isinstance(input_size, int) or input_size < 1):
-            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
-        self.declared_input_size = input_size
+        self.declared_input_size = None if input_size is None else as_int(input_size, "Dense input_size", minimum=1)
 
     def compute_output_size(self, input_size: int) -> int:
         return self.units
@@ -127,11 +124,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, *, seed: int | None = None) -> None:
         super().__init__()
-        rate = float(rate)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
-        self.rate = rate
-        self.seed = seed
+        self.rate = as_real(rate, "Dropout rate", minimum=0, maximum=1, open_max=True)
+        self.seed = None if seed is None else as_int(seed, "Dropout seed")
         self.fixed_mask: Any = None
         self.bind_stream(0, 0)
 
@@ -173,7 +167,9 @@ class Dropout(Layer):
         return index
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        if not training or self.rate == 0.0:
+        if not training:  # inference touches no training state (predict may run beside fit)
+            return x
+        if self.rate == 0.0 and self.fixed_mask is None:
             self._mask = None
             return x
         self._mask = self.fixed_mask if self.fixed_mask is not None else self.mask(tuple(x.shape))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .activations import sigmoid
+from .validation import as_bool
 
 _EPS = {"float32": 1e-7, "float64": 1e-15}
 
@@ -39,7 +40,7 @@ class Loss:
     link: str | None = None  # the output activation this loss fuses with
 
     def __init__(self, *, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
+        self.from_logits = as_bool(from_logits, "from_logits")
         self.xp: Any = None
 
     def bind(self, xp: Any, dtype: Any) -> Loss:

@@ -17,8 +17,8 @@ from .callbacks import Callback, History
 from .layers import Dense, Dropout, bind_dropout
 from .losses import Loss, get_loss
 from .optimizers import Optimizer, get_optimizer, optimizer_from_config
-from .training import EVAL_BATCH
-from .validation import as_host_or_native, check_batch_size, check_features, check_finite
+from .training import EVAL_BATCH, prepare_features
+from .validation import as_int, as_weight_list, check_batch_size
 
 
 def _on_device(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,6 +57,9 @@ class Network:
         name: str | None = None,
         metrics: Sequence[str] | None = None,
     ) -> None:
+        layers = _layer_list(layers)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.backend: Backend = get_backend(backend, device=device)
         self.xp = self.backend.xp
         self.dtype_name = dtype_name(dtype)
@@ -64,18 +67,19 @@ class Network:
         self.loss = get_loss(loss)
         self.optimizer = get_optimizer(optimizer)
         self.metrics = _resolve_metrics(metrics, self.loss)
-        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else as_int(seed, "seed", minimum=0)
+        self.seed = seed
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.name = name or "network"
         self.layers: list[Layer] = []
         self.input_size: int | None = None
         if input_size is not None:
-            self.input_size = _positive_int(input_size, "input_size")
+            self.input_size = as_int(input_size, "input_size", minimum=1)
         self.stop_training = False
         self.history: History | None = None
         self._theta: Any = None
         self._grad: Any = None
-        for layer in layers or ():
+        for layer in layers:
             self.add(layer)
 
     # ------------------------------------------------------------------ structure
@@ -134,7 +138,7 @@ class Network:
             size = first.declared_input_size
         if size is None:
             raise ValueError("input_size is unknown: pass input_size= or call fit/predict first")
-        size = _positive_int(size, "input_size")
+        size = as_int(size, "input_size", minimum=1)
         self._check_sizes(self.layers, size)
         self.input_size = size
         if not any(layer.param_names for layer in self.layers):
@@ -192,21 +196,8 @@ class Network:
         """Load parameters (as from `get_weights`); validated in full before any is written."""
         self._require_built()
         targets = [(layer, n) for layer in self.layers for n in layer.param_names]
-        weights = list(weights)
-        if len(weights) != len(targets):
-            raise ValueError(f"set_weights got {len(weights)} arrays, the network has {len(targets)}")
-        arrays = []
-        for i, ((layer, pname), w) in enumerate(zip(targets, weights, strict=True)):
-            host = np.asarray(to_numpy(w))
-            expected = tuple(getattr(layer, pname).shape)
-            if host.shape != expected:
-                raise ValueError(
-                    f"weight {i} ({type(layer).__name__} {pname}) has shape {host.shape}, expected {expected}"
-                )
-            if not np.issubdtype(host.dtype, np.number):
-                raise ValueError(f"weight {i} ({pname}) must hold numbers, got dtype {host.dtype}")
-            check_finite(host, f"weight {i} ({type(layer).__name__} {pname})")
-            arrays.append(host)
+        expected = [(f"{type(layer).__name__} {n}", tuple(getattr(layer, n).shape)) for layer, n in targets]
+        arrays = as_weight_list(weights, expected, self.dtype_name)
         for (layer, pname), host in zip(targets, arrays, strict=True):
             getattr(layer, pname)[...] = self.backend.asarray(host, dtype=self.dtype)
 
@@ -284,6 +275,7 @@ class Network:
         return xp.sum(xp.astype(hits, self.dtype)) / out.shape[1]
 
     # ------------------------------------------------------------------ public API
+    @_on_device
     def fit(
         self,
         x: Any,
@@ -328,8 +320,7 @@ class Network:
         """Outputs for ``x``, as arrays of the caller's library (NumPy in, NumPy out)."""
         batch_size = check_batch_size(batch_size) or EVAL_BATCH
         x_in = x
-        x = as_host_or_native(x, self.backend, "x")
-        check_features(x, "x", self.input_size)
+        x = prepare_features(self, x)
         self.build(x.shape[1])
         x_dev = self.backend.asarray(x, dtype=self.dtype)
         parts = []
@@ -341,6 +332,7 @@ class Network:
         out = parts[0] if len(parts) == 1 else self.xp.concat(parts, axis=0)
         return _in_callers_library(out, x_in, self.backend)
 
+    @_on_device
     def predict_classes(self, x: Any, *, batch_size: int | None = None) -> Any:
         """Predicted class per sample: argmax, or a 0.5 threshold for one output."""
         out = self.predict(x, batch_size=batch_size)
@@ -450,9 +442,13 @@ class Network:
         return f"Network([{layers}], input_size={self.input_size}, backend={self.backend.name!r})"
 
 
-def _resolve_metrics(metrics: Sequence[str] | None, loss: Loss) -> list[str]:
+def _resolve_metrics(metrics: Sequence[str] | str | None, loss: Loss) -> list[str]:
     if metrics is None:
         return ["accuracy"] if loss.link is not None else []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    elif not isinstance(metrics, Iterable):
+        raise TypeError(f"metrics must be a list of names, got {type(metrics).__name__}")
     metrics = list(metrics)
     for m in metrics:
         if m != "accuracy":
@@ -460,10 +456,16 @@ def _resolve_metrics(metrics: Sequence[str] | None, loss: Loss) -> list[str]:
     return metrics
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _layer_list(layers: Any) -> list[Layer]:
+    """The ``layers`` argument as a list (each is checked by `Network.add`)."""
+    if layers is None:
+        return []
+    if isinstance(layers, Layer | str):
+        raise TypeError(f"layers must be a list of Layer objects, got {type(layers).__name__}")
+    try:
+        return list(layers)
+    except TypeError:
+        raise TypeError(f"layers must be a list of Layer objects, got {type(layers).__name__}") from None
 
 
 def _in_callers_library(out: Any, x_in: Any, backend: Backend) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import kernels
 from .backend import PARALLEL_MIN_ELEMENTS, Backend
+from .validation import as_bool, as_real
 
 State = dict[str, Any]
 
@@ -26,10 +27,8 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        _check_nonnegative("lr", lr)
-        _check_nonnegative("weight_decay", weight_decay)
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
+        self.lr = as_real(lr, "lr", minimum=0)
+        self.weight_decay = as_real(weight_decay, "weight_decay", minimum=0)
         self.steps = 0
         self.backend: Backend | None = None
         self.params: list[Any] = []
@@ -141,12 +140,11 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
-        _check_nonnegative("momentum", momentum)
-        if nesterov and (momentum <= 0 or dampening != 0):
+        self.momentum = as_real(momentum, "momentum", minimum=0)
+        self.dampening = as_real(dampening, "dampening", minimum=0, maximum=1)
+        self.nesterov = as_bool(nesterov, "nesterov")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0")
-        self.momentum = float(momentum)
-        self.dampening = float(dampening)
-        self.nesterov = bool(nesterov)
         self.state_names = ("momentum_buffer",) if self.momentum else ()
 
     def update(self, p: Any, g: Any, state: State) -> None:
@@ -188,12 +186,8 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
-        b1, b2 = (float(b) for b in betas)
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
-        _check_nonnegative("eps", eps)
-        self.betas = (b1, b2)
-        self.eps = float(eps)
+        self.betas = _betas(betas)
+        self.eps = as_real(eps, "eps", minimum=0)
 
     def prepare_step(self) -> None:
         # PyTorch: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps); multiplied through by
@@ -261,13 +255,9 @@ class RMSprop(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
-        _check_nonnegative("eps", eps)
-        _check_nonnegative("momentum", momentum)
-        self.alpha = float(alpha)
-        self.eps = float(eps)
-        self.momentum = float(momentum)
+        self.alpha = as_real(alpha, "alpha", minimum=0, maximum=1, open_max=True)
+        self.eps = as_real(eps, "eps", minimum=0)
+        self.momentum = as_real(momentum, "momentum", minimum=0)
         self.state_names = ("square_avg", "momentum_buffer") if self.momentum else ("square_avg",)
 
     def update(self, p: Any, g: Any, state: State) -> None:
@@ -291,9 +281,18 @@ class RMSprop(Optimizer):
         return {**super().get_config(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum}
 
 
-def _check_nonnegative(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def _betas(betas: Any) -> tuple[float, float]:
+    """Adam's (beta1, beta2), each in [0, 1)."""
+    try:
+        pair = None if isinstance(betas, str) else tuple(betas)
+    except TypeError:
+        pair = None
+    if pair is None:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
+    if len(pair) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {len(pair)} values")
+    b1, b2 = (as_real(b, f"betas[{i}]", minimum=0, maximum=1, open_max=True) for i, b in enumerate(pair))
+    return b1, b2
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

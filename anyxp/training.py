@@ -14,14 +14,7 @@ from .callbacks import Callback, History
 from .distributed import fit_facts, shard
 from .errors import TrainingDivergedError
 from .layers import Dropout
-from .validation import (
-    as_host_or_native,
-    check_batch_size,
-    check_features,
-    check_lengths,
-    sample_weights,
-    targets_for,
-)
+from .validation import as_bool, as_features, as_int, as_real, as_targets, sample_weights
 
 if TYPE_CHECKING:
     from .network import Network
@@ -77,22 +70,28 @@ def prepare_data(
     names: tuple[str, str] = ("x", "y"),
     expected_features: int | None = None,
 ) -> Data:
-    """Validate ``(x, y)`` against the network; convert labels to targets. No state changes."""
-    x = as_host_or_native(x, net.backend, names[0])
-    check_features(x, names[0], expected_features or net.input_size)
-    outputs = net._check_sizes(net.layers, x.shape[1]) if net.layers else None
-    if outputs is None:
-        raise ValueError("the network has no layers; add some with net.add(...)")
-    y_host = as_host_or_native(y, net.backend, names[1])
-    if getattr(y_host, "ndim", 0) == 0:
-        raise ValueError(f"{names[1]} must be an array of targets, got {type(y).__name__}")
-    check_lengths(x, y_host, *names)
-    t, is_labels = targets_for(y_host, outputs, net.loss.name, names[1])
-    labels = None
-    if is_labels:
-        labels = np.argmax(t, axis=1) if outputs > 1 else t[:, 0].astype(np.int64)
-    w = sample_weights(int(x.shape[0]), labels, class_weight, sample_weight)
+    """Convert and validate ``(x, y)`` (and weights) against the network, in its dtype;
+    labels become targets. Changes no state; the caller's arrays are never written."""
+    x = prepare_features(net, x, names[0], expected_features)
+    outputs = net._check_sizes(net.layers, x.shape[1])
+    n = int(x.shape[0])
+    t, labels = as_targets(
+        y, names[1], n=n, outputs=outputs, loss_name=net.loss.name, dtype=net.dtype_name, x_name=names[0]
+    )
+    weight_name = names[0].removesuffix("x") + "sample_weight"  # "validation_data sample_weight"
+    w = sample_weights(n, labels, max(outputs, 2), class_weight, sample_weight, net.dtype_name, weight_name)
     return Data(x, t, w)
+
+
+def prepare_features(net: Network, x: Any, name: str = "x", expected: int | None = None) -> Any:
+    """``x`` converted and validated for ``net`` (`as_features`): a 2-D array in the
+    network's dtype with as many columns as the network takes, if it knows."""
+    if not net.layers:
+        raise ValueError("the network has no layers; add some with net.add(...)")
+    first = net.layers[0]
+    declared = getattr(first, "declared_input_size", None)
+    expected = expected or net.input_size or declared
+    return as_features(x, name, net.backend, net.dtype_name, expected)
 
 
 # --------------------------------------------------------------------------- fit
@@ -114,21 +113,14 @@ def fit(
     verbose: int,
     comm: Any = None,
 ) -> History:
-    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 0:
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-    batch_size = check_batch_size(batch_size)
-    if batch_size is None:
-        raise ValueError("batch_size must be an integer >= 1, got None")
-    if not isinstance(validation_split, int | float) or not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    epochs = as_int(epochs, "epochs", minimum=0)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    validation_split = as_real(validation_split, "validation_split", minimum=0, maximum=1, open_max=True)
     if validation_split and validation_data is not None:
         raise ValueError("pass validation_data or validation_split, not both")
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+    shuffle = as_bool(shuffle, "shuffle")
+    verbose = _verbosity(verbose)
+    callbacks = _callback_list(callbacks)
 
     data = prepare_data(net, x, y, sample_weight=sample_weight, class_weight=class_weight)
     val = None
@@ -141,7 +133,9 @@ def fit(
             )
         data, val = data.split(at)
     elif validation_data is not None:
-        if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+        if not isinstance(validation_data, tuple | list):
+            raise TypeError(f"validation_data must be a tuple (x_val, y_val), got {type(validation_data).__name__}")
+        if len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
         vx, vy, *vw = validation_data
         val = prepare_data(
@@ -163,6 +157,28 @@ def fit(
         history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
     net.history = history
     return history
+
+
+def _verbosity(verbose: Any) -> int:
+    """0, 1 or 2 (False and True count as 0 and 1)."""
+    level = int(verbose) if isinstance(verbose, bool | np.bool_) else as_int(verbose, "verbose")
+    if level not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    return level
+
+
+def _callback_list(callbacks: Any) -> list[Callback]:
+    """A list of `Callback` instances (None: none)."""
+    try:
+        items = [] if callbacks is None else list(callbacks)
+    except TypeError:
+        items = None
+    if items is None or isinstance(callbacks, Callback | str):
+        raise TypeError(f"callbacks must be a list of Callback instances, got {type(callbacks).__name__}")
+    for cb in items:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+    return items
 
 
 def _batches(
@@ -297,14 +313,21 @@ def _epochs(
             if bar is not None:
                 bar.update(1)
         names = metric_names[: 2 if "accuracy" in net.metrics else 1]
-        logs = _floats(net, names, accumulator.totals(order), data.n, comm)
-        if not math.isfinite(logs["loss"]):
+        # the epoch's sums and one check that every weight is finite, in one transfer: the
+        # loss of a step is computed before its update, so the last update of an epoch (or
+        # the only one of a full batch) can blow up with every loss finite
+        *sums, finite = _to_host(net, [*accumulator.totals(order)[: len(names)], _all_finite(net)], comm)
+        logs = {name: value / data.n for name, value in zip(names, sums, strict=True)}
+        weights_finite = finite == (1 if comm is None else comm.size)
+        if not (math.isfinite(logs["loss"]) and weights_finite):
             if bar is not None:
                 bar.close()
-            if comm is not None:  # every rank sees the same reduced loss: all stop here
+            if comm is not None:  # every rank sees the same reduced values: all stop here
                 net._restore_state(snapshot)
+                what = f"the loss became {logs['loss']}" if not math.isfinite(logs["loss"]) else \
+                    "the weights became non-finite"
                 raise TrainingDivergedError(
-                    f"training diverged: the loss became {logs['loss']} in epoch {epoch + 1}/{epochs}; "
+                    f"training diverged: {what} in epoch {epoch + 1}/{epochs}; "
                     "the network keeps the weights from the start of that epoch", epoch=epoch + 1, batch=0,
                 )
             _locate_divergence(net, data, batch_size, order, snapshot, epoch, epochs)
@@ -339,14 +362,24 @@ def _batch_end(net: Network, callbacks: list[Callback], b: int, size: int, loss_
         cb.on_batch_end(b, logs)
 
 
-def _floats(net: Network, names: list[str], sums: tuple[Any, ...], n: int, comm: Any = None) -> dict[str, float]:
-    """Bring the epoch's accumulators to the host: one transfer (and, across processes,
-    one reduction of a few floats), once per epoch."""
+def _all_finite(net: Network) -> Any:
+    """1 if every parameter is finite, else 0 (a 0-d device array; one pass, no sync)."""
     xp = net.xp
-    stacked = xp.stack([xp.asarray(total, dtype=net.dtype) for total in sums[: len(names)]])
-    values = [float(v) for v in net.backend.to_numpy(stacked)]
-    if comm is not None:
-        values = comm.allreduce_floats(values)
+    return xp.astype(xp.all(xp.isfinite(net._theta)), net.dtype)
+
+
+def _to_host(net: Network, values: list[Any], comm: Any = None) -> list[float]:
+    """A few 0-d device values as Python floats: one transfer (and, across processes, one
+    reduction of a few floats), once per epoch."""
+    xp = net.xp
+    stacked = xp.stack([xp.asarray(value, dtype=net.dtype) for value in values])
+    floats = [float(v) for v in net.backend.to_numpy(stacked)]
+    return floats if comm is None else comm.allreduce_floats(floats)
+
+
+def _floats(net: Network, names: list[str], sums: tuple[Any, ...], n: int, comm: Any = None) -> dict[str, float]:
+    """The means ``sums / n`` of the first ``len(names)`` sums, named."""
+    values = _to_host(net, list(sums[: len(names)]), comm)
     return {name: value / n for name, value in zip(names, values, strict=True)}
 
 
@@ -354,8 +387,9 @@ def _locate_divergence(
     net: Network, data: DeviceData, batch_size: int, order: Any, snapshot: Any,
     epoch: int, epochs: int,
 ) -> None:
-    """The epoch's loss is not finite: replay it from its start, checking each step on
-    the host, and stop before the first step that is not finite. Raises."""
+    """The epoch's loss or weights are not finite: replay it from its start, checking each
+    step on the host, and stop before the first step that is not finite. Raises, with the
+    network's weights finite: those from before the bad step (or from the epoch's start)."""
     xp = net.xp
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
     steps = math.ceil(data.n / batch_size)
@@ -375,7 +409,8 @@ def _locate_divergence(
                 "the network keeps the weights from before that batch (try a lower learning rate)",
                 epoch=epoch + 1, batch=b + 1,
             )
-    raise TrainingDivergedError(  # the replay did not reproduce the failure
+    net._restore_state(snapshot)  # the replay did not reproduce the failure
+    raise TrainingDivergedError(
         f"training diverged at epoch {epoch + 1}/{epochs}; the network keeps the weights "
         "from the start of that epoch", epoch=epoch + 1, batch=0,
     )

@@ -1,9 +1,16 @@
-"""One suite, run once per backend: ``pytest --backend=torch`` (or ANYXP_BACKEND)."""
+"""One suite, run once per backend: ``pytest --backend=torch`` (or ANYXP_BACKEND).
+
+``pytest --backend=cupy --cupy-standin`` (or ANYXP_CUPY_STANDIN=1) runs it on a machine
+without a GPU against the CuPy stand-in in tests/cupy_standin (see its docstring): the
+stand-in is put first on sys.path before anything imports cupy, and the driver check
+is told that a driver is present.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +21,8 @@ import anyxp as ax
 from anyxp.backend import backend_problem
 
 STRICT_DEVICE = "device1"  # the non-default device: arrays created elsewhere fail
+CUPY_DEVICE = 1  # likewise for CuPy where there are two GPUs (the stand-in has two)
+STANDIN_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cupy_standin")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -22,6 +31,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="numpy | torch | array_api_strict | cupy (default: $ANYXP_BACKEND or numpy)",
     )
+    parser.addoption(
+        "--cupy-standin",
+        action="store_true",
+        default=os.environ.get("ANYXP_CUPY_STANDIN", "").strip().lower() in ("1", "true", "yes", "on"),
+        help="run cupy on the stand-in in tests/cupy_standin (no GPU needed; default: $ANYXP_CUPY_STANDIN)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--cupy-standin"):
+        install_cupy_standin()
+
+
+def install_cupy_standin() -> None:
+    """Make ``import cupy`` find the stand-in, and anyxp's probe find a driver."""
+    loaded = sys.modules.get("cupy")
+    if loaded is not None and not getattr(loaded, "_standin", None):
+        raise pytest.UsageError(f"--cupy-standin: the real cupy was imported already ({loaded.__file__})")
+    if STANDIN_PATH not in sys.path:
+        sys.path.insert(0, STANDIN_PATH)
+    import ctypes
+
+    from anyxp import backend, cuda
+
+    real_check, real_cdll = cuda.driver_problem, ctypes.CDLL
+
+    def standin_driver_problem() -> str | None:
+        """No driver is needed; a test that simulates a missing one (by replacing
+        ctypes.CDLL) still gets the real check."""
+        return real_check() if cuda.ctypes.CDLL is not real_cdll else None
+
+    cuda.driver_problem = standin_driver_problem
+    backend._problem_cache.clear()
+
+
+def cupy_standin() -> Any:
+    """The stand-in's bookkeeping (``cupy._standin``) when cupy is the stand-in, else None."""
+    if STANDIN_PATH not in sys.path:
+        return None
+    import cupy
+
+    return cupy._standin
 
 
 def backend_name(config: pytest.Config) -> str:
@@ -41,18 +92,37 @@ def make_backend(name: str) -> ax.Backend:
 
         array_api_strict.set_array_api_strict_flags(api_version="2024.12")
         return ax.get_backend(name, device=array_api_strict.Device(STRICT_DEVICE))
+    if name == "cupy":
+        import cupy
+
+        device = CUPY_DEVICE if cupy.cuda.runtime.getDeviceCount() > CUPY_DEVICE else 0
+        return ax.get_backend(name, device=device, strict=True)
     return ax.get_backend(name, strict=True)
 
 
 @pytest.fixture(scope="session")
 def backend(pytestconfig: pytest.Config) -> ax.Backend:
-    """The backend this session tests (array_api_strict lives on its device1)."""
+    """The backend this session tests (array_api_strict lives on its device1, cupy on
+    device 1 where there are two GPUs)."""
     return make_backend(backend_name(pytestconfig))
 
 
 @pytest.fixture
 def xp(backend: ax.Backend) -> Any:
     return backend.xp
+
+
+@pytest.fixture(autouse=True)
+def on_device(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``on_device`` call components (layers, losses, optimizers) directly,
+    as a user of components would: with the backend's device current, as CuPy requires of
+    every kernel (the network's own entry points make it current themselves, and the
+    unmarked tests prove it)."""
+    if request.node.get_closest_marker("on_device") is None:
+        yield
+        return
+    with request.getfixturevalue("backend").activate():
+        yield
 
 
 def assert_native(backend: ax.Backend, array: Any, dtype: str) -> None:

@@ -57,3 +57,43 @@ def test_bad_arguments_exit_with_usage(capsys) -> None:
         main(["train", "--backend", "jax"])
     assert info.value.code == 2
     assert "invalid choice: 'jax'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--save", "--plot"])
+@pytest.mark.parametrize("where", ["missing-folder", "a-directory"])
+def test_destinations_are_checked_before_training(tmp_path, capsys, monkeypatch, option: str, where: str) -> None:
+    """A destination that cannot be written fails at once, not after the training."""
+    from anyxp import experiments
+
+    monkeypatch.setattr(experiments, "digits_run", lambda **kwargs: pytest.fail("trained before checking"))
+    target = tmp_path / "missing" / "out.npz" if where == "missing-folder" else tmp_path
+    assert main(["train", "--quiet", option, str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"anyxp: error: {option} {target}: ")
+    assert ("does not exist" if where == "missing-folder" else "is a directory") in err
+
+
+def test_zeros_on_the_command_line_are_not_replaced_by_defaults(monkeypatch, capsys) -> None:
+    from anyxp import experiments
+
+    seen = {}
+
+    def record(**kwargs):  # type: ignore[no-untyped-def]
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(experiments, "digits_run", record)
+    assert main(["train", "--quiet", "--epochs", "0", "--lr", "0", "--batch-size", "0"]) == 1
+    assert (seen["epochs"], seen["lr"], seen["batch_size"]) == (0, 0.0, 0)
+
+
+def test_ctrl_c_is_a_short_message(monkeypatch, capsys) -> None:
+    from anyxp import experiments
+
+    def interrupted(**kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "digits_run", interrupted)
+    assert main(["train", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err == "anyxp: interrupted\n"

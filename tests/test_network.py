@@ -240,6 +240,7 @@ def test_bad_predict_and_evaluate_input(backend: ax.Backend) -> None:
         net.predict(X, batch_size=-2)
 
 
+@pytest.mark.on_device
 def test_finite_check_survives_an_overflowing_sum(backend: ax.Backend) -> None:
     """Huge but finite inputs pass (the one-pass sum overflows; the exact check runs)."""
     from anyxp.validation import check_finite

@@ -11,6 +11,8 @@ import pytest
 import anyxp as ax
 from anyxp.backend import PARALLEL_MIN_ELEMENTS, Backend
 
+pytestmark = pytest.mark.on_device  # optimizers and properties are tested as components
+
 SHAPES = [(4, 3), (3,), (3, 2)]
 STEPS = 6
 

@@ -10,6 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 import anyxp as ax
 
+pytestmark = pytest.mark.on_device  # optimizers and properties are tested as components
+
 FLOATS = st.floats(-1e4, 1e4, allow_nan=False, width=64)
 MATRICES = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)), elements=FLOATS)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -102,6 +102,7 @@ def test_key_derivation_is_splitmix64() -> None:
     assert axr.step_key(77, 9) == (chain(77, 9) & M32, chain(77, 9) >> 32)
 
 
+@pytest.mark.on_device
 @pytest.mark.parametrize(("shape", "stream", "counter", "offset"), [
     ((1, 1), 0, 0, 0), ((7, 5), 12345, 3, 0), ((32, 33), 2**64 - 1, 2**40, 0), ((5, 3), 99, 1, 11), ((300,), 7, 2, 0),
 ])
@@ -111,6 +112,7 @@ def test_bits_match_a_numpy_reference(backend: ax.Backend, shape, stream: int, c
     np.testing.assert_array_equal(got, reference_bits(shape, stream, counter, offset))
 
 
+@pytest.mark.on_device
 def test_mix32_is_a_bijection_with_full_avalanche(backend: ax.Backend) -> None:
     xp = backend.xp
     rng = np.random.default_rng(0)
@@ -124,6 +126,7 @@ def test_mix32_is_a_bijection_with_full_avalanche(backend: ax.Backend) -> None:
     assert abs(changed - 0.5) < 0.01  # one input bit flips half of the output bits
 
 
+@pytest.mark.on_device
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_masks_match_the_reference_and_numpy(backend: ax.Backend, rate: float, dtype: str) -> None:
@@ -139,6 +142,7 @@ def test_masks_match_the_reference_and_numpy(backend: ax.Backend, rate: float, d
 # --------------------------------------------------------------------------- statistics
 
 
+@pytest.mark.on_device
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_keep_fraction_is_binomial(backend: ax.Backend, rate: float) -> None:
     layer = dropout(backend, rate)
@@ -155,6 +159,7 @@ def _assert_uncorrelated(a: np.ndarray, b: np.ndarray) -> None:
     assert abs(r) < 5 / np.sqrt(a.size), r
 
 
+@pytest.mark.on_device
 def test_masks_are_uncorrelated_across_steps_layers_and_elements(backend: ax.Backend) -> None:
     shape = (128, 64)
     first, second = dropout(backend, 0.5, position=1), dropout(backend, 0.5, position=3)
@@ -175,6 +180,7 @@ def _chi_square(values: np.ndarray, buckets: int) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
+@pytest.mark.on_device
 def test_bits_are_uniform(backend: ax.Backend) -> None:
     """Chi-square over 16 buckets (dof 15: 99.99% below 44) of the high, middle and low
     nibbles, and of pairs of neighbouring values (dof 255: 99.99% below 347)."""
@@ -202,6 +208,7 @@ def test_broken_generators_fail_the_uniformity_check() -> None:
 # --------------------------------------------------------------------------- the layer
 
 
+@pytest.mark.on_device
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_mask_dtype_and_device(backend: ax.Backend, dtype: str) -> None:
     layer = dropout(backend, 0.4, dtype)
@@ -214,6 +221,7 @@ def test_mask_dtype_and_device(backend: ax.Backend, dtype: str) -> None:
     assert layer.forward(x, training=False) is x
 
 
+@pytest.mark.on_device
 def test_a_shard_gets_its_rows_of_the_batch_mask(backend: ax.Backend) -> None:
     layer = dropout(backend, 0.5)
     whole = backend.to_numpy(layer.mask((10, 4), 3))
@@ -221,6 +229,7 @@ def test_a_shard_gets_its_rows_of_the_batch_mask(backend: ax.Backend) -> None:
     np.testing.assert_array_equal(backend.to_numpy(layer.mask((4, 4), 3)), whole[6:])
 
 
+@pytest.mark.on_device
 def test_masks_follow_the_optimizer_step(backend: ax.Backend) -> None:
     net = dropout_net(backend)
     net.build()

@@ -32,9 +32,10 @@ def test_dtype_and_device_are_kept_end_to_end(backend: ax.Backend, dtype: str, s
     x_dev = backend.asarray(x, dtype=backend.float_dtype(dtype))
     out = net.predict(x_dev)
     assert_native(backend, out, dtype)  # native in, native out
-    logits = net._forward(x_dev, True)
+    with backend.activate():  # direct calls into the network's internals
+        logits = net._forward(x_dev, True)
+        loss, grad = net.loss.value_and_grad(logits, backend.asarray(np.eye(3)[y], dtype=net.dtype), logits=True)
     assert_native(backend, logits, dtype)
-    loss, grad = net.loss.value_and_grad(logits, backend.asarray(np.eye(3)[y], dtype=net.dtype), logits=True)
     assert loss.dtype == net.dtype and grad.dtype == net.dtype
 
 
@@ -319,3 +320,54 @@ def test_training_uses_no_mask_assignment(backend: ax.Backend, monkeypatch: pyte
         if strict:
             array_api_strict.set_array_api_strict_flags(**flags)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_predicting_between_forward_and_backward_changes_nothing(backend: ax.Backend, small_classification,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference touches no training state, so a `predict` from another thread while a
+    network trains cannot change the result: here it runs deterministically at the worst
+    moment, between each step's forward and backward passes (Dropout's mask and a
+    standalone activation layer's cached input must stay the training step's)."""
+    x, y = small_classification
+
+    def make() -> ax.Network:
+        return ax.Network([ax.Dense(16), ax.ReLU(), ax.Dropout(0.3), ax.Dense(3, "softmax")], input_size=5,
+                          backend=backend, dtype="float64", seed=4)
+
+    alone = make()
+    alone.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    net = make()
+    net.build()
+    predictions = []
+    sum_and_grad = net.loss.sum_and_grad
+
+    def predict_then_sum_and_grad(*args, **kwargs):  # type: ignore[no-untyped-def]
+        predictions.append(net.predict(x[:7]))  # a batch shape unlike training's
+        return sum_and_grad(*args, **kwargs)
+
+    monkeypatch.setattr(net.loss, "sum_and_grad", predict_then_sum_and_grad)
+    net.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    assert len(predictions) == 3 * 15
+    for got, want in zip(net.get_weights(), alone.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_csv_logger_keeps_an_existing_log_until_it_has_a_row(backend: ax.Backend, small_classification,
+                                                             tmp_path) -> None:
+    x, y = small_classification
+    log = tmp_path / "train.csv"
+    log.write_text("epoch,loss\n0,0.5\n")
+    net = classifier(backend)
+    with pytest.raises(ValueError, match="batch_size"):
+        net.fit(x, y, epochs=1, batch_size=0, callbacks=[ax.CSVLogger(log)], verbose=0)
+    net.optimizer.step = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):  # interrupted in the first epoch
+        net.fit(x, y, epochs=1, callbacks=[ax.CSVLogger(log)], verbose=0)
+    assert log.read_text() == "epoch,loss\n0,0.5\n"
+    with pytest.raises(ValueError, match=r"CSVLogger: cannot write .*missing.*does not exist"):
+        classifier(backend).fit(x, y, epochs=1, callbacks=[ax.CSVLogger(tmp_path / "missing" / "t.csv")],
+                                verbose=0)
+    fresh = classifier(backend)
+    fresh.fit(x, y, epochs=2, callbacks=[ax.CSVLogger(log)], verbose=0)
+    assert log.read_text().splitlines()[0].startswith("epoch,loss")
+    assert len(log.read_text().splitlines()) == 3  # replaced once the first row was ready

@@ -1,0 +1,1 @@
+"""``cupy.fft`` of the stand-in: present (array-api-compat imports it), empty."""
