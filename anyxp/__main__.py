@@ -1,4 +1,4 @@
-"""The command line: ``anyxp train``, ``anyxp reproduce``, ``anyxp info``."""
+"""The command line: ``anyxp train``, ``anyxp reproduce``, ``anyxp export``, ``anyxp info``."""
 
 from __future__ import annotations
 
@@ -140,6 +140,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load
+
+    _check_destination(args.onnx, "MODEL.onnx")
+    net = load(args.model, backend="numpy")  # the weights only pass through the host
+    net.export_onnx(args.onnx, opset=args.opset)
+    print(f"exported {args.model} ({net.name}, {net.dtype_name}) to {args.onnx}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anyxp", description="Train multilayer perceptrons on any array backend.")
     parser.add_argument("--version", action="version", version=f"anyxp {__version__}")
@@ -170,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="run the tutorials' experiments beside their published results")
     backend_args(rep)
     rep.set_defaults(func=cmd_reproduce)
+
+    export = sub.add_parser("export", help="write a saved network's inference graph as ONNX (anyxp[onnx])")
+    export.add_argument("model", metavar="MODEL.npz", help="a network saved with Network.save")
+    export.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 21)")
+    export.set_defaults(func=cmd_export)
 
     info = sub.add_parser("info", help="version, backends and devices")
     info.set_defaults(func=cmd_info)

@@ -22,17 +22,25 @@ opening the file (permissions...) stays an `OSError`.
 the old file survives a failed save; it saves through a symbolic link to the link's
 target, and gives a new file the permissions ``open(path, "w")`` would (0o666 less the
 umask), or keeps the mode of the file it replaces.
+
+`dumps` and `loads` are the same format in memory (bytes): what pickling, copying and
+sending a `Network` go through. They also hold a network that is not built yet: its
+header carries ``"built": false`` (and ``input_size`` may be null, the layer list empty,
+``optimizer.steps`` must be 0), and the archive holds no other member. Files without
+that field are built networks, as every version-1 file before it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import math
 import os
 import secrets
 import stat
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,8 +50,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from . import activations, layers
-from .backend import get_backend, to_numpy
-from .errors import CheckpointError
+from .backend import Backend, get_backend, to_numpy
+from .errors import BackendFallbackWarning, BackendUnavailableError, CheckpointError
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS, optimizer_from_config
 
@@ -75,7 +83,9 @@ REQUIRED_FIELDS: dict[str, str] = {
     "format": "str", "version": "int", "name": "str", "dtype": "str", "input_size": "count",
     "seed": "natural", "metrics": "list", "layers": "list", "loss": "dict", "optimizer": "dict",
 }
-OPTIONAL_FIELDS: dict[str, str] = {"anyxp_version": "str", "saved_from_backend": "str", "rng_state": "dict"}
+OPTIONAL_FIELDS: dict[str, str] = {
+    "anyxp_version": "str", "saved_from_backend": "str", "rng_state": "dict", "built": "bool",
+}
 # what the values of layer, loss and optimizer configs must be; other keys take a JSON
 # scalar, which the constructor then checks
 CONFIG_FIELDS: dict[str, str] = {
@@ -90,17 +100,37 @@ CONFIG_FIELDS: dict[str, str] = {
 def save(net: Network, path: str | Path) -> None:
     """Write ``net`` to ``path`` atomically (a temporary file, then a rename)."""
     net._require_built()
-    arrays = {HEADER: np.frombuffer(_header_json(net).encode(), dtype=np.uint8)}
-    for i, w in enumerate(net.get_weights()):
-        arrays[f"weight/{i}"] = w
-    for key, value in net.optimizer.state_arrays().items():
-        arrays[f"optimizer/{key}"] = to_numpy(value)
+    arrays = _arrays(net)
     write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def dumps(net: Network) -> bytes:
+    """``net`` in the checkpoint format, as bytes (the bytes `save` writes to a file);
+    an unbuilt network too (its architecture and settings, no arrays)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_arrays(net))
+    return buffer.getvalue()
+
+
+def _arrays(net: Network) -> dict[str, np.ndarray]:
+    """The archive's members: the header, then (for a built network) weights and state."""
+    for i, layer in enumerate(net.layers):
+        if LAYER_TYPES.get(type(layer).__name__) is not type(layer):
+            raise TypeError(f"cannot store layer {i} ({layer!r}) in a checkpoint: the format holds "
+                            f"only anyxp's own layer types ({', '.join(LAYER_TYPES)})")
+    arrays = {HEADER: np.frombuffer(_header_json(net).encode(), dtype=np.uint8)}
+    if net.built:
+        for i, w in enumerate(net.get_weights()):
+            arrays[f"weight/{i}"] = w
+        for key, value in net.optimizer.state_arrays().items():
+            arrays[f"optimizer/{key}"] = to_numpy(value)
+    return arrays
 
 
 def _header_json(net: Network) -> str:
     from . import __version__
 
+    built = net.built
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -116,10 +146,12 @@ def _header_json(net: Network) -> str:
         "optimizer": {
             "name": net.optimizer.name,
             "config": net.optimizer.get_config(),
-            "steps": net.optimizer.steps,
+            "steps": net.optimizer.steps if built else 0,  # building starts the count at 0
         },
         "rng_state": net.rng.bit_generator.state,
     }
+    if not built:
+        header["built"] = False
     return json.dumps(header, default=_json_scalar, allow_nan=False)
 
 
@@ -208,12 +240,69 @@ def load(path: str | Path, backend: Any = "auto", device: Any = None) -> Network
     target = get_backend(backend, device=device)  # the caller's argument: its errors are not the file's
     try:
         with open(path, "rb") as f:
-            with _untrusted("not a readable anyxp checkpoint"):
-                archive = zipfile.ZipFile(f)
-            with archive:
-                return _read_network(archive, os.fstat(f.fileno()).st_size, target)
+            return _read_archive(f, os.fstat(f.fileno()).st_size, target)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+
+
+def loads(data: bytes | bytearray | memoryview, backend: Any = "auto", device: Any = None) -> Network:
+    """The network in ``data`` (as `dumps` returns it), onto ``backend``; as untrusted
+    as a file given to `load`, with the same checks and errors."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"loads() takes bytes, got {type(data).__name__}")
+    target = get_backend(backend, device=device)
+    data = bytes(data)
+    try:
+        return _read_archive(io.BytesIO(data), len(data), target)
+    except CheckpointError as exc:
+        raise CheckpointError(f"in-memory checkpoint: {exc}") from None
+
+
+def _read_archive(f: IO[bytes], size: int, target: Backend) -> Network:
+    with _untrusted("not a readable anyxp checkpoint"):
+        archive = zipfile.ZipFile(f)
+    with archive:
+        return _read_network(archive, size, target)
+
+
+# ------------------------------------------------------------------------------ pickling
+def pickle_args(net: Network) -> tuple[bytes, str, str | None]:
+    """What `Network.__reduce__` hands `from_pickle`: the checkpoint bytes, the backend's
+    name and its device as a string (None for the backend's default)."""
+    return dumps(net), net.backend.name, device_spec(net.backend)
+
+
+def device_spec(backend: Backend) -> str | None:
+    """``backend``'s device as a string `get_backend` reads back (None: the default)."""
+    device = backend.device
+    if backend.name == "numpy":
+        return None
+    if backend.name == "array_api_strict":
+        return str(getattr(device, "_device", device))
+    if backend.name == "cupy":
+        return f"cuda:{int(device.id)}"
+    return str(device)
+
+
+def from_pickle(payload: bytes, backend: str, device: str | None) -> Network:
+    """Rebuild a pickled `Network` (the reconstructor `Network.__reduce__` names).
+
+    The backend is resolved as `load` resolves it: ``"cupy"`` where no GPU is usable
+    falls back to NumPy with a `BackendFallbackWarning`; a device that does not exist
+    here (``"cuda:1"`` on a one-GPU machine, ``"cuda:0"`` for a CPU-only PyTorch) falls
+    back to the backend's default device, with the same warning.
+    """
+    if not isinstance(backend, str) or not (device is None or isinstance(device, str)):
+        raise CheckpointError(f"pickled network: backend {backend!r} / device {device!r} are not names")
+    try:
+        target = get_backend(backend, device=device)
+    except (BackendUnavailableError, ValueError) as exc:
+        if device is None:
+            raise
+        warnings.warn(f"the pickled network's device {device!r} is not usable here ({exc}); "
+                      f"using {backend}'s default device instead", BackendFallbackWarning, stacklevel=2)
+        target = get_backend(backend)
+    return loads(payload, backend=target)
 
 
 @contextlib.contextmanager
@@ -238,6 +327,10 @@ def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any) -> Net
         raise CheckpointError("not an anyxp checkpoint (no anyxp.json header)")
     header = _read_header(archive)
     net = _network_from(header, backend, file_size)
+    if not header.get("built", True):
+        _check_members(names, {f"{HEADER}.npy"})
+        _restore_rng(net, header)
+        return net
     weight_shapes = [shape for layer in net.layers for shape in layer.parameter_shapes().values()]
     state_shapes = {key: tuple(v.shape) for key, v in net.optimizer.state_arrays().items()}
     expected = {f"{HEADER}.npy"} | {f"weight/{i}.npy" for i in range(len(weight_shapes))}
@@ -251,10 +344,14 @@ def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any) -> Net
     net.set_weights(weights)
     with net.backend.activate():  # CuPy creates arrays on the current device
         net.optimizer.load_state_arrays(state, header["optimizer"]["steps"])
+    _restore_rng(net, header)
+    return net
+
+
+def _restore_rng(net: Network, header: dict[str, Any]) -> None:
     if "rng_state" in header:
         with _constructing("rng_state"):
             net.rng.bit_generator.state = header["rng_state"]
-    return net
 
 
 def _member_names(archive: zipfile.ZipFile) -> set[str]:
@@ -406,25 +503,31 @@ def _check_fields(header: dict[str, Any]) -> None:
     for key in header:
         if key not in REQUIRED_FIELDS and key not in OPTIONAL_FIELDS:
             raise _bad(key[:100], "is not a field of an anyxp checkpoint")
-    for key, kind in REQUIRED_FIELDS.items():
-        if key not in header:
-            raise _bad(key, "missing")
-        _check_kind(header[key], kind, key)
     for key, kind in OPTIONAL_FIELDS.items():
         if key in header:
             _check_kind(header[key], kind, key)
+    built = header.get("built", True)
+    for key, kind in REQUIRED_FIELDS.items():
+        if key not in header:
+            raise _bad(key, "missing")
+        if not built and key == "input_size" and header[key] is None:
+            continue  # an unbuilt network may not know its input size yet
+        _check_kind(header[key], kind, key)
     if header["dtype"] not in ("float32", "float64"):
         raise _bad("dtype", f"is {header['dtype']!r}, expected 'float32' or 'float64'")
     for i, metric in enumerate(header["metrics"]):
         _check_kind(metric, "str", f"metrics[{i}]")
-    if not 1 <= len(header["layers"]) <= MAX_LAYERS:
-        raise _bad("layers", f"holds {len(header['layers'])} layers, expected 1 to {MAX_LAYERS}")
+    fewest = 1 if built else 0
+    if not fewest <= len(header["layers"]) <= MAX_LAYERS:
+        raise _bad("layers", f"holds {len(header['layers'])} layers, expected {fewest} to {MAX_LAYERS}")
     _check_entry(header["loss"], "loss", ("name", "config"))
     _check_entry(header["optimizer"], "optimizer", ("name", "config", "steps"))
     steps = header["optimizer"]["steps"]
     _check_kind(steps, "natural", "optimizer.steps")
     if steps > MAX_STEPS:
         raise _bad("optimizer.steps", f"is {steps}, more than {MAX_STEPS}")
+    if not built and steps != 0:
+        raise _bad("optimizer.steps", f"is {steps}, but the network is not built (expected 0)")
     if "rng_state" in header:
         _check_rng_state(header["rng_state"])
 
@@ -518,7 +621,7 @@ def _constructing(field: str) -> Iterator[None]:
 
 def _network_from(header: dict[str, Any], backend: Any, file_size: int) -> Network:
     """The network the header describes, built (with fresh weights), after checking that
-    the file can hold the arrays it declares."""
+    the file can hold the arrays it declares; unbuilt where the header says so."""
     from .network import Network, _resolve_metrics
 
     layer_list = [_layer_from(entry, i) for i, entry in enumerate(header["layers"])]
@@ -539,6 +642,8 @@ def _network_from(header: dict[str, Any], backend: Any, file_size: int) -> Netwo
             layer_list, input_size=header["input_size"], loss=loss, optimizer=optimizer, backend=backend,
             dtype=header["dtype"], seed=header["seed"], name=header["name"], metrics=header["metrics"],
         )
+    if not header.get("built", True):
+        return net
     _check_declared_size(net, len(optimizer.state_names), file_size)
     with _constructing("layers"):
         net.build(header["input_size"])

@@ -379,6 +379,39 @@ class Network:
 
         save(self, path)
 
+    def export_onnx(self, path: str | Path, *, opset: int | None = None) -> None:
+        """Write the inference graph to an ONNX file (needs ``pip install 'anyxp[onnx]'``);
+        see `anyxp.onnx.export`."""
+        from .onnx import export
+
+        export(self, path, opset=opset)
+
+    # ------------------------------------------------------------------ pickling and copying
+    def __reduce__(self) -> tuple[Any, tuple[bytes, str, str | None]]:
+        """Pickle as the checkpoint format (header and raw arrays, never pickled arrays or
+        library objects), with the backend's name and device: `checkpoint.from_pickle`
+        rebuilds it, falling back (with a warning) where that backend cannot run."""
+        from .checkpoint import from_pickle, pickle_args
+
+        return from_pickle, pickle_args(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Network:
+        """An independent network on the same backend and device, through the checkpoint
+        format: weights, optimizer state and steps, RNG state (and a copy of the history)."""
+        from .checkpoint import dumps, loads
+
+        copy = loads(dumps(self), backend=self.backend)
+        memo[id(self)] = copy
+        if self.history is not None:
+            import copy as copy_module
+
+            copy.history = copy_module.deepcopy(self.history, memo)
+        return copy
+
+    def __copy__(self) -> Network:
+        """A network shares no buffers with another: `copy.copy` is `copy.deepcopy`."""
+        return self.__deepcopy__({})
+
     def to(self, backend: Any, device: Any = None) -> Network:
         """Move the weights and optimizer state to another backend/device (in place)."""
         new = get_backend(backend, device=device)
