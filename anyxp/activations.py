@@ -179,7 +179,7 @@ class ELU(Activation):
         xp = self.xp
         slope = xp.exp(xp.minimum(z, 0.0))
         slope *= self.alpha
-        return da * xp.maximum(slope, xp.astype(z > 0, da.dtype))
+        return xp.where(z > 0, da, da * slope)
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}

@@ -91,7 +91,8 @@ def to_numpy(x: Any) -> np.ndarray:
         return cuda.to_host(x)  # cuda-only
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
-    if array_api_compat.is_array_api_strict_namespace(_namespace_or_none(x)):
+    namespace = _namespace_or_none(x)
+    if namespace is not None and array_api_compat.is_array_api_strict_namespace(namespace):
         import array_api_strict
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))

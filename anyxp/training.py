@@ -218,7 +218,7 @@ def _train(
     metric_names = ["loss", *(["accuracy"] if accuracy else [])]
     if val is not None:
         metric_names += [f"val_{m}" for m in metric_names]
-    steps = math.ceil(data.n / batch_size)
+    steps = -(-data.n // batch_size)  # exact for any integer batch_size
     params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": data.n,
               "metrics": metric_names, "is_main_process": comm is None or comm.is_main}
     for cb in all_callbacks:
@@ -392,7 +392,7 @@ def _locate_divergence(
     network's weights finite: those from before the bad step (or from the epoch's start)."""
     xp = net.xp
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
-    steps = math.ceil(data.n / batch_size)
+    steps = -(-data.n // batch_size)  # exact for any integer batch_size
     for b, (_, _, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
         before = net._snapshot_state()
         loss, _ = net._forward_backward(xb, tb, wb)

@@ -250,3 +250,7 @@ def test_import_is_lazy() -> None:
 def test_numpy_backend_rejects_a_gpu_device() -> None:
     with pytest.raises(ValueError, match="one device"):
         ax.get_backend("numpy", device="cuda:0")
+
+
+def test_to_numpy_takes_lists() -> None:
+    np.testing.assert_array_equal(backend_module.to_numpy([[1.0, 2.0], [3.0, 4.0]]), [[1.0, 2.0], [3.0, 4.0]])

@@ -12,7 +12,7 @@ from anyxp.activations import ACTIVATIONS
 TOL = 1e-6
 ACTIVATION_LAYERS = [
     ax.Identity(), ax.ReLU(), ax.LeakyReLU(0.1), ax.Sigmoid(), ax.Tanh(), ax.Softmax(),
-    ax.GELU(), ax.ELU(0.7), ax.Softplus(),
+    ax.GELU(), ax.ELU(0.7), ax.ELU(2.0), ax.LeakyReLU(1.5), ax.Softplus(),
 ]
 
 
