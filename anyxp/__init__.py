@@ -28,6 +28,18 @@ from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
+# Submodules reachable as attributes after ``import anyxp``, imported on first use (they
+# import heavier libraries: scikit-learn, onnx, mpi4py), so ``import anyxp`` stays light.
+_LAZY_SUBMODULES = ("datasets", "distributed", "onnx", "sklearn")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'anyxp' has no attribute {name!r}")
+
 __all__ = [
     "ELU", "GELU", "MAE", "MSE", "SGD", "Activation", "Adam", "AdamW", "AnyxpError", "Backend",
     "BackendFallbackWarning", "BackendStatus", "BackendUnavailableError", "BinaryCrossEntropy",

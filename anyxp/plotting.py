@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+MARKERS_UP_TO = 30  # epochs; beyond this the curves are drawn as plain lines
+
 
 def plot_history(history: Any, path: str | Path | None = None, *, title: str | None = None) -> Any:
     """Loss (and accuracy) per epoch, training and validation; saved to ``path`` if given."""
@@ -20,10 +22,11 @@ def plot_history(history: Any, path: str | Path | None = None, *, title: str | N
     panels = [m for m in ("loss", "accuracy") if m in curves]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     epochs = [e + 1 for e in history.epoch]
+    marker = "o" if len(epochs) <= MARKERS_UP_TO else None  # many epochs: lines, not blobs
     for ax, metric in zip(axes[0], panels, strict=True):
-        ax.plot(epochs, curves[metric], marker="o", label="training")
+        ax.plot(epochs, curves[metric], marker=marker, label="training")
         if f"val_{metric}" in curves:
-            ax.plot(epochs, curves[f"val_{metric}"], marker="o", label="validation")
+            ax.plot(epochs, curves[f"val_{metric}"], marker=marker, label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

@@ -154,7 +154,10 @@ def fit(
             comm = comm.bind(net.backend)
             comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
             verbose = verbose if comm.is_main else 0
-        history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
+        # a diverging step overflows: the loop detects it and raises one clear error, so
+        # NumPy's floating-point warnings would only be noise before it
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
     net.history = history
     return history
 

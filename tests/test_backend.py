@@ -252,5 +252,16 @@ def test_numpy_backend_rejects_a_gpu_device() -> None:
         ax.get_backend("numpy", device="cuda:0")
 
 
+def test_submodules_are_attributes_imported_on_first_use() -> None:
+    code = (
+        "import sys, anyxp as ax; light = 'sklearn' not in sys.modules and 'anyxp.datasets' not in sys.modules; "
+        "x, y = ax.datasets.load_digits(); print(light, x.shape, 'anyxp.sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "(1797,", "64)", "False"]
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        _ = ax.nothing
+
+
 def test_to_numpy_takes_lists() -> None:
     np.testing.assert_array_equal(backend_module.to_numpy([[1.0, 2.0], [3.0, 4.0]]), [[1.0, 2.0], [3.0, 4.0]])

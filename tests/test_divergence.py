@@ -70,10 +70,11 @@ def test_a_blow_up_at_any_step_leaves_the_last_finite_weights(
     assert all(np.isfinite(a).all() for a in map(net.backend.to_numpy, net.optimizer.state_arrays().values()))
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_a_real_overflow_on_the_only_update_is_caught(backend: ax.Backend) -> None:
     """A full-batch run whose single SGD update overflows float32: the loss (computed
-    before the update) is finite, the weights after it are not."""
+    before the update) is finite, the weights after it are not. The user sees the one
+    clear error, no NumPy overflow warning before it."""
     x, y = data()
     x = x * 1e3  # gradients of a few hundred: lr * gradient overflows float32
     net = ax.Network([ax.Dense(8, "linear"), ax.Dense(3, "softmax")], input_size=4, optimizer=ax.SGD(lr=1e37),

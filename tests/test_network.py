@@ -249,3 +249,16 @@ def test_finite_check_survives_an_overflowing_sum(backend: ax.Backend) -> None:
     check_finite(huge, "x")
     with pytest.raises(ValueError, match="x contains inf in row 2"):
         check_finite(np.vstack([np.ones((2, 4)), np.full((1, 4), np.inf)]), "x")
+
+
+def test_plots_draw_lines_for_many_epochs(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    history = ax.History()
+    for epoch in range(351):
+        history.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1)})
+    fig = history.plot(tmp_path / "many.png")
+    assert all(line.get_marker() in (None, "None", "") for line in fig.axes[0].get_lines())
+    short = ax.History()
+    for epoch in range(5):
+        short.on_epoch_end(epoch, {"loss": 1.0})
+    assert all(line.get_marker() == "o" for line in short.plot(tmp_path / "few.png").axes[0].get_lines())

@@ -201,7 +201,7 @@ def test_csv_logger_per_epoch_and_per_batch(backend: ax.Backend, small_classific
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in batch_rows)
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # one clear error, no NumPy warnings before it
 def test_divergence_stops_with_the_last_finite_weights(backend: ax.Backend) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3))
