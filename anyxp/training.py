@@ -1,5 +1,8 @@
 """The training loop: data moved to the device once, batches taken there, metrics
-accumulated there, and a few Python floats brought back once per epoch."""
+accumulated there, and a few Python floats brought back once per epoch.
+
+Everything here runs with the network's device current: its callers are `Network`'s
+entry points, which make it current (``_on_device``), and `check_gradients`."""
 
 from __future__ import annotations
 
@@ -51,13 +54,12 @@ class Data:
 
     def to_device(self, net: Network) -> DeviceData:
         b = net.backend
-        with b.activate():
-            w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
-            x, t = b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype)
-            labels = None
-            if "accuracy" in net.metrics and net._accuracy_by_argmax(self.t.shape[1]):
-                labels = b.asarray(np.argmax(self.t, axis=1))
-            return DeviceData(x, t, w, int(self.x.shape[0]), labels)
+        w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
+        x, t = b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype)
+        labels = None
+        if "accuracy" in net.metrics and net._accuracy_by_argmax(self.t.shape[1]):
+            labels = b.asarray(np.argmax(self.t, axis=1))
+        return DeviceData(x, t, w, int(self.x.shape[0]), labels)
 
 
 def prepare_data(
@@ -149,15 +151,14 @@ def fit(
         comm.agree(fit_facts(net, comm, int(data.x.shape[0]), val_n, batch_size, epochs, shuffle))
     train_dev = data.to_device(net)
     val_dev = val.to_device(net) if val is not None else None
-    with net.backend.activate():
-        if comm is not None:
-            comm = comm.bind(net.backend)
-            comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
-            verbose = verbose if comm.is_main else 0
-        # a diverging step overflows: the loop detects it and raises one clear error, so
-        # NumPy's floating-point warnings would only be noise before it
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
+    if comm is not None:
+        comm = comm.bind(net.backend)
+        comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
+        verbose = verbose if comm.is_main else 0
+    # a diverging step overflows: the loop detects it and raises one clear error, so
+    # NumPy's floating-point warnings would only be noise before it
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
     net.history = history
     return history
 
@@ -434,12 +435,11 @@ def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm
         lo, hi = shard(0, data.n, comm.rank, comm.size)
         w = None if data.w is None else data.w[lo:hi]
         part = DeviceData(data.x[lo:hi, ...], data.t[lo:hi, ...], w, hi - lo)
-    with net.backend.activate():
-        for lo, hi, xb, tb, wb in _batches(net, part, batch_size, None):
-            out = net._forward(xb, False)
-            loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (hi - lo)
-            if accuracy:
-                correct_sum = correct_sum + net._correct(out, tb)
+    for lo, hi, xb, tb, wb in _batches(net, part, batch_size, None):
+        out = net._forward(xb, False)
+        loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (hi - lo)
+        if accuracy:
+            correct_sum = correct_sum + net._correct(out, tb)
     names = ["loss", *(["accuracy"] if accuracy else [])]
     return _floats(net, names, (loss_sum, correct_sum), data.n, comm)
 

@@ -299,29 +299,6 @@ needs_ranks = pytest.mark.skipif(world_size() < 2, reason="needs mpirun -n 2 (no
 
 
 @needs_ranks
-def test_nccl_two_processes_match_one(gpu: ax.Backend, small_classification: Any) -> None:
-    if cuda.nccl_problem():
-        pytest.skip(cuda.nccl_problem())
-    from mpi4py import MPI
-
-    x, y = small_classification
-    val = (x[:50], y[:50])
-    comm = distributed.init()
-    single = classifier("cupy", dtype="float64", seed=5)
-    expected = single.fit(x, y, epochs=3, batch_size=32, validation_data=val, verbose=0)
-    net = classifier("cupy", dtype="float64", seed=5)  # on this rank's own GPU
-    assert net.backend.device.id == comm.local_rank % net.backend.library.cuda.runtime.getDeviceCount()
-    history = net.fit(x, y, epochs=3, batch_size=32, validation_data=val, verbose=0, comm=comm)
-    for got, want in zip(net.get_weights(), single.get_weights(), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-    for key, values in expected.history.items():
-        np.testing.assert_allclose(history.history[key], values, rtol=1e-10)
-    flat = np.concatenate([w.ravel() for w in net.get_weights()])
-    for other in MPI.COMM_WORLD.allgather(flat):  # every rank holds the same weights, bit for bit
-        np.testing.assert_array_equal(other, flat)
-
-
-@needs_ranks
 def test_without_nccl_every_rank_says_so(gpu: ax.Backend, small_classification: Any) -> None:
     from conftest import cupy_standin
 
