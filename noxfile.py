@@ -31,7 +31,7 @@ BACKENDS = ["numpy", "array_api_strict", "torch", "cupy"]
 EXTRAS = {
     "numpy": "test",
     "array_api_strict": "test,strict",
-    "torch": "test,torch",
+    "torch": "test,torch,keras",  # Keras on torch: the oracle of the Keras-named pieces
     "cupy": "test,cupy",
 }
 # What a GPU run needs beyond the bare wheel: CuPy 14 no longer brings NVRTC or cuBLAS.

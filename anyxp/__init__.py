@@ -7,10 +7,20 @@ The same code trains on NumPy (CPU), CuPy (CUDA GPU), PyTorch or array-api-stric
 ...                  optimizer=ax.SGD(lr=0.1), backend="auto", seed=0)
 """
 
+from . import schedules
 from .activations import ELU, GELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .backend import Backend, BackendStatus, available_backends, get_backend
+from .backup import BackupAndRestore
 from .base import Layer
-from .callbacks import Callback, CSVLogger, EarlyStopping, History
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
 from .checkpoint import load
 from .errors import (
     AnyxpError,
@@ -22,7 +32,7 @@ from .errors import (
 from .gradcheck import check_gradients
 from .layers import Dense, Dropout
 from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Loss
-from .metrics import accuracy, confusion_matrix
+from .metrics import Metric, TopKAccuracy, accuracy, confusion_matrix
 from .network import Network
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
@@ -41,11 +51,53 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'anyxp' has no attribute {name!r}")
 
 __all__ = [
-    "ELU", "GELU", "MAE", "MSE", "SGD", "Activation", "Adam", "AdamW", "AnyxpError", "Backend",
-    "BackendFallbackWarning", "BackendStatus", "BackendUnavailableError", "BinaryCrossEntropy",
-    "CSVLogger", "Callback", "CheckpointError", "CrossEntropy", "Dense", "Dropout",
-    "EarlyStopping", "History", "Identity", "Layer", "LeakyReLU", "Loss", "Network",
-    "Optimizer", "RMSprop", "ReLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
-    "TrainingDivergedError", "__version__", "accuracy", "available_backends",
-    "check_gradients", "confusion_matrix", "get_backend", "load",
+    "ELU",
+    "GELU",
+    "MAE",
+    "MSE",
+    "SGD",
+    "Activation",
+    "Adam",
+    "AdamW",
+    "AnyxpError",
+    "Backend",
+    "BackendFallbackWarning",
+    "BackendStatus",
+    "BackendUnavailableError",
+    "BackupAndRestore",
+    "BinaryCrossEntropy",
+    "CSVLogger",
+    "Callback",
+    "CheckpointError",
+    "CrossEntropy",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "History",
+    "Identity",
+    "Layer",
+    "LeakyReLU",
+    "LearningRateScheduler",
+    "Loss",
+    "Metric",
+    "ModelCheckpoint",
+    "Network",
+    "Optimizer",
+    "RMSprop",
+    "ReLU",
+    "ReduceLROnPlateau",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "TopKAccuracy",
+    "TrainingDivergedError",
+    "__version__",
+    "accuracy",
+    "available_backends",
+    "check_gradients",
+    "confusion_matrix",
+    "get_backend",
+    "load",
+    "schedules",
 ]

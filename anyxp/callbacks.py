@@ -1,15 +1,21 @@
-"""Callbacks: hooks into the training loop, as in Keras.
+"""Callbacks: hooks into the training loop, with Keras's names and semantics.
 
 Per-batch hooks cost a host sync per batch (their ``logs`` hold Python floats), so
-the loop calls them only for callbacks that override them.
+the loop calls them only for callbacks that override them. A callback with state to
+resume from (`EarlyStopping`, `ReduceLROnPlateau`, `ModelCheckpoint`) gives it through
+``get_state`` / ``set_state``, which `BackupAndRestore` saves and restores.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .validation import as_int, as_real
 
 if TYPE_CHECKING:
     from .network import Network
@@ -36,6 +42,14 @@ class Callback:
     def on_train_abort(self) -> None:
         """Training stopped with an exception (e.g. `TrainingDivergedError`)."""
 
+    def get_state(self) -> dict[str, Any]:
+        """What a resumed fit needs of this callback (`BackupAndRestore`): numbers,
+        strings, booleans, None, or device arrays of the network's parameter count."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take back what `get_state` gave (its arrays as host NumPy arrays)."""
+
     @property
     def wants_batches(self) -> bool:
         cls = type(self)
@@ -46,14 +60,17 @@ class Callback:
 
 
 class History(Callback):
-    """Per-epoch metrics of a `fit`: ``history.history["val_loss"][-1]``; ``.epoch``.
+    """Per-epoch logs of a `fit`: ``history.history["val_loss"][-1]``; ``.epoch``.
 
-    ``plot()`` draws loss and accuracy, training and validation (needs matplotlib).
+    ``plot()`` draws the loss and metrics, training and validation, and marks the epoch
+    whose weights `EarlyStopping` kept (needs matplotlib).
     """
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        self.kept_epoch: int | None = None  # whose weights EarlyStopping restored
+        self.kept_monitor: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self.epoch.append(epoch)
@@ -74,7 +91,8 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     With ``restore_best_weights`` the network gets the weights of the best epoch back
-    at the end of training.
+    at the end of training. ``mode="auto"`` knows which metrics go up (accuracy,
+    precision, recall, f1, auc, r2).
 
     >>> stop = EarlyStopping(monitor="val_loss", patience=3)
     """
@@ -87,41 +105,25 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = True,
         mode: str = "auto",
     ) -> None:
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        self.monitor = monitor
-        self.patience = patience
-        self.min_delta = abs(float(min_delta))
+        self.monitor = _monitor_name(monitor)
+        self.patience = as_int(patience, "patience", minimum=0)
+        self.min_delta = abs(as_real(min_delta, "min_delta"))
         self.restore_best_weights = restore_best_weights
-        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.mode = monitor_mode(self.monitor, mode)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
-        available = self.params.get("metrics", [])
-        if self.monitor not in available:
-            raise ValueError(
-                f"EarlyStopping monitors {self.monitor!r}, which this fit does not compute; "
-                f"available: {', '.join(available)}"
-                + (" (pass validation_data or validation_split for val_ metrics)"
-                   if self.monitor.startswith("val_") else "")
-            )
+        require_monitor(type(self).__name__, self.monitor, self.params)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
         self.best_weights: Any = None
         self.wait = 0
         self.stopped_epoch: int | None = None
 
-    def _improved(self, value: float) -> bool:
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None or math.isnan(value):
             return
-        if self._improved(value):
+        if improved(self.mode, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 self.best_weights = self.network.snapshot_parameters()
@@ -134,6 +136,252 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs: Logs | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             self.network.restore_parameters(self.best_weights)
+            history = self.network.history
+            if history is not None:
+                history.kept_epoch, history.kept_monitor = self.best_epoch, self.monitor
+
+    def get_state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+        self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        weights = state.get("best_weights")
+        self.best_weights = None if weights is None else self.network.backend.asarray(
+            weights, dtype=self.network.dtype)
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)``
+    (``schedule(epoch)`` also works), as Keras does. The optimizer must have a number
+    as its rate, not a schedule of its own.
+
+    >>> cb = LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch and epoch % 10 == 0 else lr)
+    """
+
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler takes a function schedule(epoch, lr), got {schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+        self._takes_lr = _accepts_two_arguments(schedule)
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        _require_settable_rate(type(self).__name__, self.network)
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        optimizer = self.network.optimizer
+        value = self.schedule(epoch, optimizer.lr) if self._takes_lr else self.schedule(epoch)
+        try:
+            optimizer.lr = value
+        except TypeError as exc:
+            raise ValueError(f"LearningRateScheduler: schedule returned {value!r} at epoch {epoch}: {exc}") from None
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {optimizer.lr}.")
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by
+    ``min_delta`` for ``patience`` epochs, then wait ``cooldown`` epochs; never below
+    ``min_lr``. Keras's semantics and defaults.
+
+    >>> cb = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        self.monitor = _monitor_name(monitor)
+        self.factor = as_real(factor, "factor", minimum=0, maximum=1, open_max=True)
+        self.patience = as_int(patience, "patience", minimum=0)
+        self.verbose = verbose
+        self.mode = monitor_mode(self.monitor, mode)
+        self.min_delta = abs(as_real(min_delta, "min_delta"))
+        self.cooldown = as_int(cooldown, "cooldown", minimum=0)
+        self.min_lr = as_real(min_lr, "min_lr", minimum=0)
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        require_monitor(type(self).__name__, self.monitor, self.params)
+        _require_settable_rate(type(self).__name__, self.network)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        current = (logs or {}).get(self.monitor)
+        if current is None or math.isnan(current):
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if improved(self.mode, current, self.best, self.min_delta):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                optimizer = self.network.optimizer
+                if optimizer.lr > self.min_lr:
+                    optimizer.lr = max(optimizer.lr * self.factor, self.min_lr)
+                    if self.verbose:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {optimizer.lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+    def get_state(self) -> dict[str, Any]:
+        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.wait, self.cooldown_counter = int(state["wait"]), int(state["cooldown_counter"])
+
+
+class ModelCheckpoint(Callback):
+    """Save the network (`Network.save`, atomically) at the end of every epoch, or every
+    ``save_freq`` batches; with ``save_best_only``, only when ``monitor`` improves.
+    ``filepath`` may hold ``{epoch}`` (from 1) and log keys: ``"ckpt-{epoch:03d}-{val_loss:.4f}.npz"``.
+    In data-parallel training only the main process writes.
+
+    >>> cb = ModelCheckpoint("best.npz", monitor="val_accuracy", save_best_only=True)
+    """
+
+    def __init__(
+        self,
+        filepath: str | Path,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        mode: str = "auto",
+        save_freq: str | int = "epoch",
+    ) -> None:
+        if not isinstance(filepath, str | Path):
+            raise TypeError(f"ModelCheckpoint filepath must be a path, got {type(filepath).__name__}")
+        self.filepath = str(filepath)
+        self.monitor = _monitor_name(monitor)
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.mode = monitor_mode(self.monitor, mode)
+        if save_freq != "epoch":
+            save_freq = as_int(save_freq, "save_freq ('epoch' or a number of batches)", minimum=1)
+        self.save_freq = save_freq
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self._batches_since_save = 0
+        self._epoch = 0
+
+    @property
+    def wants_batches(self) -> bool:
+        return self.save_freq != "epoch"
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        if self.save_best_only and self.save_freq == "epoch":
+            require_monitor(type(self).__name__, self.monitor, self.params)
+        self._main = self.params.get("is_main_process", True)
+        self._batches_since_save = 0
+        self.filepath_for(0, {name: 0.0 for name in self.params.get("metrics", [])})  # a bad pattern fails now
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        self._epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(self._epoch, logs or {}, batch)
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if self.save_freq == "epoch":
+            self._save(epoch, logs or {})
+
+    def filepath_for(self, epoch: int, logs: Logs, batch: int | None = None) -> Path:
+        """``filepath`` filled in for ``epoch`` (0-based; written from 1) and ``logs``."""
+        fields = {**logs, "epoch": epoch + 1} if batch is None else {**logs, "epoch": epoch + 1, "batch": batch + 1}
+        try:
+            return Path(self.filepath.format(**fields))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint filepath {self.filepath!r} cannot be filled in: {exc!r}; it may hold "
+                f"{{epoch}}{', {batch}' if self.save_freq != 'epoch' else ''} and the keys "
+                f"{', '.join(sorted(logs))}"
+            ) from None
+
+    def _save(self, epoch: int, logs: Logs, batch: int | None = None) -> None:
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None or math.isnan(current) or not improved(self.mode, current, self.best, 0.0):
+                return
+            self.best = current
+        path = self.filepath_for(epoch, logs, batch)
+        if self._main:
+            self.network.save(path)
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: saving model to {path}")
+
+    def get_state(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """"min" or "max": ``mode``, or for "auto" whether the monitored metric goes up."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    from .metrics import METRICS
+
+    name = monitor.removeprefix("val_")
+    goes_up = METRICS[name].higher_is_better if name in METRICS else "acc" in name
+    return "max" if goes_up else "min"
+
+
+def improved(mode: str, value: float, best: float, min_delta: float) -> bool:
+    if mode == "min":
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+def require_monitor(who: str, monitor: str, params: dict[str, Any]) -> None:
+    """Raise unless the fit's logs will hold ``monitor``."""
+    available = [*params.get("metrics", []), "learning_rate"]
+    if monitor not in available:
+        raise ValueError(
+            f"{who} monitors {monitor!r}, which this fit does not compute; available: {', '.join(available)}"
+            + (" (pass validation_data or validation_split for val_ metrics)" if monitor.startswith("val_") else "")
+        )
+
+
+def _require_settable_rate(who: str, network: Network) -> None:
+    rate = network.optimizer.learning_rate
+    if not isinstance(rate, float):
+        raise ValueError(f"{who} sets the learning rate, but a schedule drives this optimizer's ({rate!r}); "
+                         "give the optimizer a number as lr, or drop the callback")
+
+
+def _monitor_name(monitor: Any) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"monitor must be the name of a logged value such as 'val_loss', got {monitor!r}")
+    return monitor
+
+
+def _accepts_two_arguments(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn(epoch, lr)`` is a valid call (else Keras's older ``fn(epoch)``)."""
+    try:
+        inspect.signature(fn).bind(0, 0.0)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): try the two-argument form
+        return True
+    return True
 
 
 class CSVLogger(Callback):

@@ -33,11 +33,13 @@ that field are built networks, as every version-1 file before it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import json
 import math
 import os
+import re
 import secrets
 import stat
 import warnings
@@ -53,6 +55,7 @@ from . import activations, layers
 from .backend import Backend, get_backend, to_numpy
 from .errors import BackendFallbackWarning, BackendUnavailableError, CheckpointError
 from .losses import LOSSES
+from .metrics import metric_from_config
 from .optimizers import OPTIMIZERS, optimizer_from_config
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ MAX_HEADER_BYTES = 1 << 20  # the JSON header
 MAX_LAYERS = 1024  # building is quadratic in the layer count
 MAX_NESTING = 8  # a valid header nests 5 deep (layers[i].config.activation.alpha)
 MAX_STEPS = 2**63 - 1  # optimizer steps: bias corrections raise b**steps
+MAX_SCHEDULE_POINTS = 10_000  # boundaries / values of a piecewise-constant schedule
 NPY_HEADER_LIMIT = 10_000  # the longest .npy header accepted (numpy's own default)
 NPY_PREAMBLE = 12  # magic string, version and header length before a .npy header
 READ_CHUNK = 1 << 20
@@ -84,23 +88,37 @@ REQUIRED_FIELDS: dict[str, str] = {
     "seed": "natural", "metrics": "list", "layers": "list", "loss": "dict", "optimizer": "dict",
 }
 OPTIONAL_FIELDS: dict[str, str] = {
-    "anyxp_version": "str", "saved_from_backend": "str", "rng_state": "dict", "built": "bool",
+    "anyxp_version": "str", "saved_from_backend": "str", "rng_state": "dict", "built": "bool", "training": "dict",
 }
+MAX_TRAINING_ARRAYS = 16  # parameter-sized arrays of a training state (best weights...)
+ARRAY_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 # what the values of layer, loss and optimizer configs must be; other keys take a JSON
 # scalar, which the constructor then checks
 CONFIG_FIELDS: dict[str, str] = {
     "units": "count", "input_size": "count", "use_bias": "bool", "init": "str", "activation": "activation",
-    "rate": "number", "seed": "int", "alpha": "number", "lr": "number", "weight_decay": "number",
+    "rate": "number", "seed": "int", "alpha": "number", "lr": "learning_rate", "weight_decay": "number",
+    "clipvalue": "number", "clipnorm": "number", "global_clipnorm": "number",
     "momentum": "number", "dampening": "number", "eps": "number", "nesterov": "bool", "betas": "numbers",
     "from_logits": "bool",
 }
 
 
+@dataclasses.dataclass
+class TrainingState:
+    """What `BackupAndRestore` keeps beside the network: ``header`` (JSON: the epoch, the
+    history, the callbacks' states) and ``arrays`` (each of the network's parameter
+    count, e.g. `EarlyStopping`'s best weights), by name."""
+
+    header: dict[str, Any]
+    arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 # ------------------------------------------------------------------------------ saving
-def save(net: Network, path: str | Path) -> None:
-    """Write ``net`` to ``path`` atomically (a temporary file, then a rename)."""
+def save(net: Network, path: str | Path, training: TrainingState | None = None) -> None:
+    """Write ``net`` to ``path`` atomically (a temporary file, then a rename); with
+    ``training``, the state of the fit in progress too (`BackupAndRestore`)."""
     net._require_built()
-    arrays = _arrays(net)
+    arrays = _arrays(net, training)
     write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
@@ -112,23 +130,36 @@ def dumps(net: Network) -> bytes:
     return buffer.getvalue()
 
 
-def _arrays(net: Network) -> dict[str, np.ndarray]:
-    """The archive's members: the header, then (for a built network) weights and state."""
+def _arrays(net: Network, training: TrainingState | None = None) -> dict[str, np.ndarray]:
+    """The archive's members: the header, then (for a built network) weights and state,
+    and the training state's arrays."""
     for i, layer in enumerate(net.layers):
         if LAYER_TYPES.get(type(layer).__name__) is not type(layer):
             raise TypeError(f"cannot store layer {i} ({layer!r}) in a checkpoint: the format holds "
                             f"only anyxp's own layer types ({', '.join(LAYER_TYPES)})")
-    arrays = {HEADER: np.frombuffer(_header_json(net).encode(), dtype=np.uint8)}
+    arrays = {HEADER: np.frombuffer(_header_json(net, training).encode(), dtype=np.uint8)}
     if net.built:
         for i, w in enumerate(net.get_weights()):
             arrays[f"weight/{i}"] = w
         for key, value in net.optimizer.state_arrays().items():
             arrays[f"optimizer/{key}"] = to_numpy(value)
+    if training is not None:
+        for name, value in training.arrays.items():
+            arrays[f"training/{name}"] = to_numpy(value)
     return arrays
 
 
-def _header_json(net: Network) -> str:
+def _header_json(net: Network, training: TrainingState | None = None) -> str:
     from . import __version__
+
+    optimizer = net.optimizer.get_config()
+    if callable(optimizer["lr"]):
+        if training is None:
+            raise ValueError(
+                f"cannot save a network whose learning rate is a function of your own ({optimizer['lr']!r}): "
+                "the checkpoint stores schedules by their configuration; use one of anyxp.schedules"
+            )
+        optimizer["lr"] = net.optimizer.lr  # the resumed fit keeps its own function
 
     built = net.built
     header = {
@@ -139,20 +170,28 @@ def _header_json(net: Network) -> str:
         "dtype": net.dtype_name,
         "input_size": net.input_size,
         "seed": net.seed,
-        "metrics": net.metrics,
+        "metrics": [_metric_entry(metric) for metric in net.metrics],
         "saved_from_backend": net.backend.name,
         "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in net.layers],
         "loss": {"name": net.loss.name, "config": net.loss.get_config()},
         "optimizer": {
             "name": net.optimizer.name,
-            "config": net.optimizer.get_config(),
+            "config": optimizer,
             "steps": net.optimizer.steps if built else 0,  # building starts the count at 0
         },
         "rng_state": net.rng.bit_generator.state,
     }
     if not built:
         header["built"] = False
+    if training is not None:
+        header["training"] = {**training.header, "arrays": sorted(training.arrays)}
     return json.dumps(header, default=_json_scalar, allow_nan=False)
+
+
+def _metric_entry(metric: Any) -> str | dict[str, Any]:
+    """A metric as its name, or ``{"name": ..., "config": {...}}`` when it has settings."""
+    config = metric.get_config()
+    return {"name": metric.name, "config": config} if config else metric.name
 
 
 def _json_scalar(value: Any) -> Any:
@@ -258,11 +297,23 @@ def loads(data: bytes | bytearray | memoryview, backend: Any = "auto", device: A
         raise CheckpointError(f"in-memory checkpoint: {exc}") from None
 
 
-def _read_archive(f: IO[bytes], size: int, target: Backend) -> Network:
+def load_training(path: str | Path, backend: Any) -> tuple[Network, TrainingState | None]:
+    """`load`, and the training state the file holds (None for a plain checkpoint)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            found: list[TrainingState | None] = []
+            net = _read_archive(f, os.fstat(f.fileno()).st_size, get_backend(backend), found)
+            return net, found[0]
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _read_archive(f: IO[bytes], size: int, target: Backend, training: list | None = None) -> Network:
     with _untrusted("not a readable anyxp checkpoint"):
         archive = zipfile.ZipFile(f)
     with archive:
-        return _read_network(archive, size, target)
+        return _read_network(archive, size, target, training)
 
 
 # ------------------------------------------------------------------------------ pickling
@@ -321,7 +372,8 @@ def _bad(field: str, problem: str) -> CheckpointError:
     return CheckpointError(f"{field}: {problem}")
 
 
-def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any) -> Network:
+def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any, training: list | None = None) -> Network:
+    """The network; with a list ``training``, append the training state to it."""
     names = _member_names(archive)
     if f"{HEADER}.npy" not in names:
         raise CheckpointError("not an anyxp checkpoint (no anyxp.json header)")
@@ -335,16 +387,22 @@ def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any) -> Net
     state_shapes = {key: tuple(v.shape) for key, v in net.optimizer.state_arrays().items()}
     expected = {f"{HEADER}.npy"} | {f"weight/{i}.npy" for i in range(len(weight_shapes))}
     expected |= {f"optimizer/{key}.npy" for key in state_shapes}
+    training_arrays = header.get("training", {}).get("arrays", [])
+    expected |= {f"training/{name}.npy" for name in training_arrays}
     _check_members(names, expected)
     weights = [_read_floats(archive, f"weight/{i}", shape) for i, shape in enumerate(weight_shapes)]
     state = {key: _read_floats(archive, f"optimizer/{key}", shape) for key, shape in state_shapes.items()}
     for key, value in state.items():
         if key.split("/")[0] in NONNEGATIVE_STATE and (value < 0).any():
             raise _bad(f"optimizer/{key}", "holds negative values (it is a mean of squares)")
+    arrays = {name: _read_floats(archive, f"training/{name}", (net.num_parameters,)) for name in training_arrays}
     net.set_weights(weights)
     with net.backend.activate():  # CuPy creates arrays on the current device
         net.optimizer.load_state_arrays(state, header["optimizer"]["steps"])
     _restore_rng(net, header)
+    if training is not None:
+        training.append(None if "training" not in header else TrainingState(
+            {k: v for k, v in header["training"].items() if k != "arrays"}, arrays))
     return net
 
 
@@ -516,7 +574,10 @@ def _check_fields(header: dict[str, Any]) -> None:
     if header["dtype"] not in ("float32", "float64"):
         raise _bad("dtype", f"is {header['dtype']!r}, expected 'float32' or 'float64'")
     for i, metric in enumerate(header["metrics"]):
-        _check_kind(metric, "str", f"metrics[{i}]")
+        if not isinstance(metric, str | dict):
+            raise _bad(f"metrics[{i}]", f"is {str(metric)[:60]}, expected a name or {{name, config}}")
+        if isinstance(metric, dict):
+            _check_entry(metric, f"metrics[{i}]", ("name", "config"))
     fewest = 1 if built else 0
     if not fewest <= len(header["layers"]) <= MAX_LAYERS:
         raise _bad("layers", f"holds {len(header['layers'])} layers, expected {fewest} to {MAX_LAYERS}")
@@ -530,10 +591,39 @@ def _check_fields(header: dict[str, Any]) -> None:
         raise _bad("optimizer.steps", f"is {steps}, but the network is not built (expected 0)")
     if "rng_state" in header:
         _check_rng_state(header["rng_state"])
+    if "training" in header:
+        if not built:
+            raise _bad("training", "is present, but the network is not built")
+        _check_training(header["training"])
 
 
-def _check_entry(entry: Any, field: str, keys: tuple[str, ...]) -> None:
-    """A ``{"name"/"class": str, "config": {...}, ...}`` entry of the header."""
+def _check_training(training: dict[str, Any]) -> None:
+    """The training state's JSON (its meaning is `BackupAndRestore`'s to check): known
+    fields of JSON scalars, histories of numbers, a few well-named arrays."""
+    known = {"epoch": "natural", "history": "dict", "callbacks": "list", "arrays": "list"}
+    for key in training:
+        if key not in known:
+            raise _bad(f"training.{key[:100]}", "is not a field of an anyxp checkpoint")
+    for key, kind in known.items():
+        if key not in training:
+            raise _bad(f"training.{key}", "missing")
+        _check_kind(training[key], kind, f"training.{key}")
+    for key, values in training["history"].items():
+        if not isinstance(values, list) or not all(v is None or _is_number(v) for v in values):
+            raise _bad(f"training.history.{key[:100]}", "is not a list of numbers")
+    for i, entry in enumerate(training["callbacks"]):
+        _check_entry(entry, f"training.callbacks[{i}]", ("class", "config"))
+    names = training["arrays"]
+    if len(names) > MAX_TRAINING_ARRAYS or len(set(map(str, names))) != len(names):
+        raise _bad("training.arrays", f"must name at most {MAX_TRAINING_ARRAYS} distinct arrays")
+    for name in names:
+        if not isinstance(name, str) or not ARRAY_NAME.fullmatch(name):
+            raise _bad("training.arrays", f"holds {str(name)[:100]!r}, not an array name")
+
+
+def _check_entry(entry: Any, field: str, keys: tuple[str, ...], list_items: int = 0) -> None:
+    """A ``{"name"/"class": str, "config": {...}, ...}`` entry of the header; with
+    ``list_items``, config values may also be lists of up to that many numbers."""
     _check_kind(entry, "dict", field)
     for key in entry:
         if key not in keys:
@@ -542,12 +632,16 @@ def _check_entry(entry: Any, field: str, keys: tuple[str, ...]) -> None:
         if key not in entry:
             raise _bad(f"{field}.{key}", "missing")
     _check_kind(entry[keys[0]], "str", f"{field}.{keys[0]}")
-    _check_config(entry["config"], f"{field}.config")
+    _check_config(entry["config"], f"{field}.config", list_items)
 
 
-def _check_config(config: Any, field: str) -> None:
+def _check_config(config: Any, field: str, list_items: int = 0) -> None:
     _check_kind(config, "dict", field)
     for key, value in config.items():
+        if list_items and isinstance(value, list):
+            if len(value) > list_items or not all(map(_is_number, value)):
+                raise _bad(f"{field}.{key[:100]}", f"is not a list of at most {list_items} finite numbers")
+            continue
         _check_kind(value, CONFIG_FIELDS.get(key, "scalar"), f"{field}.{key[:100]}")
 
 
@@ -602,6 +696,11 @@ def _check_kind(value: Any, kind: str, field: str) -> None:
                     _check_kind(param, "number", f"{field}.{key[:100]}")
             return
         kind = "str"
+    if kind == "learning_rate":  # a number, or {"schedule": name, "config": {...}}
+        if isinstance(value, dict):
+            _check_entry(value, field, ("schedule", "config"), list_items=MAX_SCHEDULE_POINTS)
+            return
+        kind = "number"
     test, expected = _KINDS[kind]
     if not test(value):
         shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:60]}..."
@@ -636,15 +735,20 @@ def _network_from(header: dict[str, Any], backend: Any, file_size: int) -> Netwo
     with _constructing("optimizer.config"):
         optimizer = optimizer_from_config(opt["name"], opt["config"])
     with _constructing("metrics"):
-        _resolve_metrics(header["metrics"], loss)
+        metrics = [entry if isinstance(entry, str) else metric_from_config(entry["name"], entry["config"])
+                   for entry in header["metrics"]]
+        _resolve_metrics(metrics, loss)
     with _constructing("layers"):
-        net = Network(
-            layer_list, input_size=header["input_size"], loss=loss, optimizer=optimizer, backend=backend,
-            dtype=header["dtype"], seed=header["seed"], name=header["name"], metrics=header["metrics"],
+        net = Network(  # layers added one by one: a network knowing its input size is built at construction
+            None, input_size=header["input_size"], loss=loss, optimizer=optimizer, backend=backend,
+            dtype=header["dtype"], seed=header["seed"], name=header["name"], metrics=metrics,
         )
+        for layer in layer_list:
+            net.add(layer)
     if not header.get("built", True):
         return net
-    _check_declared_size(net, len(optimizer.state_names), file_size)
+    kept = len(header.get("training", {}).get("arrays", []))  # parameter-sized, as the state buffers
+    _check_declared_size(net, len(optimizer.state_names) + kept, file_size)
     with _constructing("layers"):
         net.build(header["input_size"])
     return net

@@ -10,12 +10,13 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .activations import Activation
+from .activations import Activation, get_activation
 from .backend import Backend, dtype_name, get_backend, is_array, to_numpy
 from .base import Layer
 from .callbacks import Callback, History
 from .layers import Dense, Dropout, bind_dropout
 from .losses import Loss, get_loss
+from .metrics import Metric, get_metric
 from .optimizers import Optimizer, get_optimizer, optimizer_from_config
 from .training import EVAL_BATCH, prepare_features
 from .validation import as_int, as_weight_list, check_batch_size
@@ -55,7 +56,7 @@ class Network:
         dtype: str = "float32",
         seed: int | None = None,
         name: str | None = None,
-        metrics: Sequence[str] | None = None,
+        metrics: Sequence[str | Metric] | None = None,
     ) -> None:
         layers = _layer_list(layers)
         if name is not None and not isinstance(name, str):
@@ -79,22 +80,55 @@ class Network:
         self.history: History | None = None
         self._theta: Any = None
         self._grad: Any = None
+        self._built_at_construction = False  # and untouched since: add() may build again
         for layer in layers:
             self.add(layer)
+        self._check_metrics()
+        if self.layers and self._known_input_size() is not None:
+            self.build()  # as Keras builds a model whose input shape it knows
+            self._built_at_construction = True
 
     # ------------------------------------------------------------------ structure
     def add(self, layer: Layer) -> Network:
         """Append a layer (before the network is built); returns the network."""
         if not isinstance(layer, Layer):
             raise TypeError(f"add() takes a Layer, got {type(layer).__name__}")
-        if self.built:
-            raise RuntimeError("cannot add layers to a built network; create a new Network")
         if layer.built:
             raise ValueError(f"{layer!r} already belongs to a built network")
+        if self.built and not self._built_at_construction:
+            raise RuntimeError("cannot add layers to a built network; create a new Network")
         self._check_sizes([*self.layers, layer], self.input_size)
+        if self.built:  # built by the constructor, never used: build again with the new layer
+            self._unbuild()
+            self.layers.append(layer)
+            self._check_metrics()
+            self.build()
+            self._built_at_construction = True
+            return self
         self.layers.append(layer)
         return self
 
+    def _known_input_size(self) -> int | None:
+        first = self.layers[0] if self.layers else None
+        return self.input_size or getattr(first, "declared_input_size", None)
+
+    def _unbuild(self) -> None:
+        """Forget the weights the constructor drew, and draw them again from the same
+        generator state: a network built layer by layer gets the weights of one built at once."""
+        for layer in self.layers:
+            layer.built = False
+        self.rng.bit_generator.state = self._rng_before_build
+        self._theta = self._grad = None
+
+    def _check_metrics(self) -> None:
+        """Each metric fits the loss and the output count (when known)."""
+        outputs = self.output_size if self.layers else None
+        if outputs is None:
+            return
+        task = self._task_for(outputs)
+        check_task = task if self.loss.link is not None else "regression"
+        for metric in self.metrics:
+            metric.check(outputs, check_task)
     @property
     def built(self) -> bool:
         return bool(self.layers) and all(layer.built for layer in self.layers)
@@ -123,7 +157,7 @@ class Network:
 
     @property
     def output_size(self) -> int | None:
-        return self._check_sizes(self.layers, self.input_size or 1) if self.layers else None
+        return self._check_sizes(self.layers, self.input_size) if self.layers else None
 
     @_on_device
     def build(self, input_size: int | None = None) -> Network:
@@ -132,6 +166,7 @@ class Network:
             return self
         if not self.layers:
             raise ValueError("the network has no layers; add some with net.add(...)")
+        self._built_at_construction = False
         size = input_size if input_size is not None else self.input_size
         first = self.layers[0]
         if size is None and isinstance(first, Dense):
@@ -140,9 +175,11 @@ class Network:
             raise ValueError("input_size is unknown: pass input_size= or call fit/predict first")
         size = as_int(size, "input_size", minimum=1)
         self._check_sizes(self.layers, size)
+        self._check_metrics()
         self.input_size = size
         if not any(layer.param_names for layer in self.layers):
             raise ValueError("the network has no trainable layer (add a Dense layer)")
+        self._rng_before_build = self.rng.bit_generator.state
         for layer in self.layers:
             layer.build(size, self.backend, self.dtype, self.rng)
             size = layer.output_size
@@ -156,6 +193,8 @@ class Network:
             and last.output_activation == self.loss.link
         )
         self._logits = self._fused or self.loss.from_logits
+        self._task = self._task_for(self.output_size)
+        self._link = get_activation(self.loss.link).bind(self.backend, self.dtype) if self.loss.link else None
         self._trainable_from = next(i for i, layer in enumerate(self.layers) if layer.param_names)
         return self
 
@@ -167,6 +206,7 @@ class Network:
         theta = xp.empty((total,), dtype=self.dtype, device=dev)
         grad = xp.zeros((total,), dtype=self.dtype, device=dev)
         offset = 0
+        tensor_grads = []  # each tensor's gradient, a flat view (clipnorm clips each by its norm)
         for layer in self.layers:
             for pname in layer.param_names:
                 value = getattr(layer, pname)
@@ -175,10 +215,11 @@ class Network:
                 view[...] = value
                 setattr(layer, pname, view)
                 setattr(layer, "grad_" + pname, xp.reshape(grad[offset : offset + count], tuple(value.shape)))
+                tensor_grads.append(grad[offset : offset + count])
                 offset += count
         self._theta, self._grad = theta, grad
         self._replay_snapshot: Any = None
-        self.optimizer.setup([theta], [grad], self.backend)
+        self.optimizer.setup([theta], [grad], self.backend, tensors=tensor_grads)
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -198,6 +239,7 @@ class Network:
         targets = [(layer, n) for layer in self.layers for n in layer.param_names]
         expected = [(f"{type(layer).__name__} {n}", tuple(getattr(layer, n).shape)) for layer, n in targets]
         arrays = as_weight_list(weights, expected, self.dtype_name)
+        self._built_at_construction = False
         for (layer, pname), host in zip(targets, arrays, strict=True):
             getattr(layer, pname)[...] = self.backend.asarray(host, dtype=self.dtype)
 
@@ -209,6 +251,7 @@ class Network:
 
     @_on_device
     def restore_parameters(self, snapshot: Any) -> None:
+        self._built_at_construction = False
         self._theta[...] = snapshot
 
     @_on_device
@@ -264,6 +307,17 @@ class Network:
         """Accuracy compares argmaxes (one-of-k outputs), else thresholds each output."""
         return outputs > 1 and self.loss.name != "binary_cross_entropy"
 
+    def _task_for(self, outputs: int) -> str:
+        """What the metrics compare: "multiclass" (argmax of several outputs), "binary"
+        (one thresholded output) or "multilabel" (several thresholded outputs)."""
+        if self._accuracy_by_argmax(outputs):
+            return "multiclass"
+        return "binary" if outputs == 1 else "multilabel"
+
+    def _probabilities(self, out: Any) -> Any:
+        """The predictions ``predict`` returns, from the outputs the loss takes."""
+        return self._link.apply(out) if self._logits else out
+
     def _correct(self, out: Any, t: Any) -> Any:
         """Number of correctly classified samples in a batch (a 0-d device array)."""
         xp = self.xp
@@ -290,19 +344,24 @@ class Network:
         sample_weight: Any = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
+        initial_epoch: int = 0,
         comm: Any = None,
     ) -> History:
         """Train; returns a `History`. Calling ``fit`` again continues training.
 
+        ``initial_epoch`` (as in Keras): the epoch to start at, counting from 0; training
+        runs until epoch ``epochs`` (a total, not a count of more epochs).
         With ``comm`` (`anyxp.distributed.init()`), train data-parallel across processes:
         ``batch_size`` is the global batch, split into per-rank shards.
         """
         from .training import fit
 
+        self._built_at_construction = False
         return fit(
             self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
             validation_split=validation_split, shuffle=shuffle, class_weight=class_weight,
-            sample_weight=sample_weight, callbacks=callbacks, verbose=verbose, comm=comm,
+            sample_weight=sample_weight, callbacks=callbacks, verbose=verbose, initial_epoch=initial_epoch,
+            comm=comm,
         )
 
     @_on_device
@@ -475,18 +534,20 @@ class Network:
         return f"Network([{layers}], input_size={self.input_size}, backend={self.backend.name!r})"
 
 
-def _resolve_metrics(metrics: Sequence[str] | str | None, loss: Loss) -> list[str]:
+def _resolve_metrics(metrics: Sequence[str | Metric] | str | Metric | None, loss: Loss) -> list[Metric]:
+    """The metric objects (``None``: accuracy for a classification loss, else none)."""
     if metrics is None:
-        return ["accuracy"] if loss.link is not None else []
-    if isinstance(metrics, str):
+        return [get_metric("accuracy")] if loss.link is not None else []
+    if isinstance(metrics, str | Metric):
         metrics = [metrics]
     elif not isinstance(metrics, Iterable):
         raise TypeError(f"metrics must be a list of names, got {type(metrics).__name__}")
-    metrics = list(metrics)
-    for m in metrics:
-        if m != "accuracy":
-            raise ValueError(f"unknown metric {m!r}; valid metrics are: accuracy")
-    return metrics
+    resolved = [get_metric(m) for m in metrics]
+    names = [m.name for m in resolved]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"metrics lists {', '.join(map(repr, twice))} more than once")
+    return resolved
 
 
 def _layer_list(layers: Any) -> list[Layer]:

@@ -11,24 +11,55 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import kernels
 from .backend import PARALLEL_MIN_ELEMENTS, Backend
+from .schedules import LearningRateSchedule, as_learning_rate, schedule_from_config
 from .validation import as_bool, as_real
 
 State = dict[str, Any]
+LearningRate = float | Callable[[int], float]
+CLIP_EPS = 1e-6  # PyTorch's clip_grad_norm_ scales by max_norm / (norm + 1e-6)
 
 
 class Optimizer:
-    """Base class: state handling and chunking; subclasses write `update`."""
+    """Base class: learning rate (a number or a schedule), gradient clipping, state
+    handling and chunking; subclasses write `update`.
+
+    ``lr`` is a number or a schedule ``step -> lr`` (`anyxp.schedules`, or any callable),
+    where ``step`` counts updates from 0. Gradient clipping, as Keras names it (at most
+    one): ``clipvalue`` clamps each element to ``[-clipvalue, clipvalue]``; ``clipnorm``
+    scales each parameter tensor whose norm exceeds it; ``global_clipnorm`` scales all of
+    them together. The norms scale as PyTorch's ``clip_grad_norm_``: by
+    ``max_norm / (norm + 1e-6)`` when below 1, on the device, with no host sync.
+    """
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        self.lr = as_real(lr, "lr", minimum=0)
+    def __init__(
+        self,
+        lr: LearningRate,
+        weight_decay: float = 0.0,
+        *,
+        clipvalue: float | None = None,
+        clipnorm: float | None = None,
+        global_clipnorm: float | None = None,
+    ) -> None:
+        self.learning_rate = as_learning_rate(lr)
+        rate = self.learning_rate
+        self._lr = rate if isinstance(rate, float) else _scheduled(rate, 0)
         self.weight_decay = as_real(weight_decay, "weight_decay", minimum=0)
+        given = {k: v for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm),
+                                   ("global_clipnorm", global_clipnorm)) if v is not None}
+        if len(given) > 1:
+            raise ValueError(f"pass at most one of clipvalue, clipnorm and global_clipnorm, got {', '.join(given)}")
+        self.clipvalue, self.clipnorm, self.global_clipnorm = (
+            None if v is None else as_real(v, k, minimum=0, open_min=True)
+            for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm))
+        )
         self.steps = 0
         self.backend: Backend | None = None
         self.params: list[Any] = []
@@ -37,12 +68,43 @@ class Optimizer:
         self._chunks: list[tuple[Any, Any, State, Any]] = []
         self._chunk_kernel: kernels.ChunkKernel | None = None
         self._whole_kernel: Any = None
+        self._tensor_grads: list[Any] = []
+
+    # -- the learning rate -------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The learning rate of the current (or, between steps, the last) update."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not isinstance(self.learning_rate, float):
+            raise ValueError(
+                f"cannot set the learning rate of {type(self).__name__}: a schedule drives it "
+                f"({self.learning_rate!r}); create the optimizer with a number to set it by hand"
+            )
+        self.learning_rate = self._lr = as_real(value, "lr", minimum=0)
+
+    @property
+    def current_lr(self) -> float:
+        """The learning rate the next update will use (``schedule(steps)``)."""
+        rate = self.learning_rate
+        return rate if isinstance(rate, float) else _scheduled(rate, self.steps)
+
+    @property
+    def clipping(self) -> bool:
+        return self.clipvalue is not None or self.clipnorm is not None or self.global_clipnorm is not None
 
     # -- wiring ----------------------------------------------------------------------------
-    def setup(self, params: list[Any], grads: list[Any], backend: Backend) -> None:
-        """Attach to parameter/gradient buffers; state starts at zero, steps at 0."""
+    def setup(
+        self, params: list[Any], grads: list[Any], backend: Backend, tensors: Sequence[Any] | None = None
+    ) -> None:
+        """Attach to parameter/gradient buffers; state starts at zero, steps at 0.
+        ``tensors``: the gradient of each parameter tensor, as views into ``grads`` (for
+        ``clipnorm``; by default each buffer is one tensor)."""
         self.backend = backend
         self.params, self.grads = list(params), list(grads)
+        self._tensor_grads = list(tensors) if tensors is not None else list(self.grads)
         xp = backend.xp
         self.states = [{n: xp.zeros_like(p) for n in self.state_names} for p in self.params]
         self.steps = 0
@@ -68,8 +130,13 @@ class Optimizer:
 
     # -- the step --------------------------------------------------------------------------
     def step(self) -> None:
-        """Apply one update to every parameter buffer from its gradient buffer."""
+        """Apply one update to every parameter buffer from its gradient buffer (clipped
+        first, in place, when clipping is asked for)."""
+        if not isinstance(self.learning_rate, float):
+            self._lr = _scheduled(self.learning_rate, self.steps)
         self.steps += 1
+        if self.clipping:
+            self.clip_gradients()
         self.prepare_step()
         if self._whole_kernel is not None:
             self._whole_kernel()
@@ -84,6 +151,21 @@ class Optimizer:
             self._chunk_kernel(p, g, state, scratch)
         else:
             self.update(p, g, state)
+
+    def clip_gradients(self) -> None:
+        """Clip the gradient buffers in place, on the device (no host sync)."""
+        xp = self.backend.xp
+        if self.clipvalue is not None:
+            for g in self.grads:
+                g[...] = xp.minimum(xp.maximum(g, -self.clipvalue), self.clipvalue)
+        elif self.clipnorm is not None:
+            for g in self._tensor_grads:
+                g *= _clip_scale(xp, xp.sum(g * g), self.clipnorm)
+        else:
+            total = sum(xp.sum(g * g) for g in self.grads)
+            scale = _clip_scale(xp, total, self.global_clipnorm)
+            for g in self.grads:
+                g *= scale
 
     def prepare_step(self) -> None:
         """Compute this step's host-side scalars (bias corrections...)."""
@@ -111,10 +193,20 @@ class Optimizer:
         self.steps = int(steps)
 
     def get_config(self) -> dict[str, Any]:
-        return {"lr": self.lr, "weight_decay": self.weight_decay}
+        """The constructor's arguments; a schedule as ``{"schedule": name, "config": {...}}``
+        (a user's own function is kept as is: it cannot be saved)."""
+        rate = self.learning_rate
+        if isinstance(rate, LearningRateSchedule):
+            rate = {"schedule": rate.name, "config": rate.get_config()}
+        config: dict[str, Any] = {"lr": rate, "weight_decay": self.weight_decay}
+        for key in ("clipvalue", "clipnorm", "global_clipnorm"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        return config
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        config = {**self.get_config(), "lr": self.learning_rate}
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
     def _decayed(self, p: Any, g: Any) -> Any:
@@ -138,8 +230,9 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        **clipping: float | None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, **clipping)
         self.momentum = as_real(momentum, "momentum", minimum=0)
         self.dampening = as_real(dampening, "dampening", minimum=0, maximum=1)
         self.nesterov = as_bool(nesterov, "nesterov")
@@ -184,8 +277,9 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        **clipping: float | None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, **clipping)
         self.betas = _betas(betas)
         self.eps = as_real(eps, "eps", minimum=0)
 
@@ -234,8 +328,9 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        **clipping: float | None,
     ) -> None:
-        super().__init__(lr, betas, eps, weight_decay)
+        super().__init__(lr, betas, eps, weight_decay, **clipping)
 
 
 class RMSprop(Optimizer):
@@ -253,8 +348,9 @@ class RMSprop(Optimizer):
         eps: float = 1e-8,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
+        **clipping: float | None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, **clipping)
         self.alpha = as_real(alpha, "alpha", minimum=0, maximum=1, open_max=True)
         self.eps = as_real(eps, "eps", minimum=0)
         self.momentum = as_real(momentum, "momentum", minimum=0)
@@ -279,6 +375,20 @@ class RMSprop(Optimizer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum}
+
+
+def _scheduled(schedule: Callable[[int], float], step: int) -> float:
+    """``schedule(step)``, checked: a finite number >= 0."""
+    value = schedule(step)
+    try:
+        return as_real(value, "lr", minimum=0)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the learning-rate schedule {schedule!r} returned {value!r} at step {step}: {exc}") from None
+
+
+def _clip_scale(xp: Any, squared_norm: Any, max_norm: float) -> Any:
+    """PyTorch's ``clip_grad_norm_`` factor: ``min(1, max_norm / (norm + 1e-6))`` (0-d)."""
+    return xp.minimum(max_norm / (xp.sqrt(squared_norm) + CLIP_EPS), 1.0)
 
 
 def _betas(betas: Any) -> tuple[float, float]:
@@ -311,6 +421,11 @@ def optimizer_from_config(name: str, config: dict[str, Any]) -> Optimizer:
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid names are {', '.join(OPTIMIZERS)}")
     config = dict(config)
+    if isinstance(config.get("lr"), dict):
+        entry = config["lr"]
+        if set(entry) != {"schedule", "config"} or not isinstance(entry["config"], dict):
+            raise ValueError("lr must be a number or {'schedule': name, 'config': {...}}")
+        config["lr"] = schedule_from_config(entry["schedule"], entry["config"])
     if "betas" in config:
         config["betas"] = tuple(config["betas"])
     return OPTIMIZERS[name](**config)

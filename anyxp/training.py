@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backup import BackupAndRestore
 from .callbacks import Callback, History
 from .distributed import fit_facts, shard
 from .errors import TrainingDivergedError
 from .layers import Dropout
+from .progress import Progress
 from .validation import as_bool, as_features, as_int, as_real, as_targets, sample_weights
 
 if TYPE_CHECKING:
@@ -34,7 +36,6 @@ class DeviceData:
     t: Any
     w: Any
     n: int
-    labels: Any = None  # class index per sample (argmax of t), for accuracy
 
 
 @dataclass
@@ -56,10 +57,7 @@ class Data:
         b = net.backend
         w = None if self.w is None else b.asarray(self.w, dtype=net.dtype)
         x, t = b.asarray(self.x, dtype=net.dtype), b.asarray(self.t, dtype=net.dtype)
-        labels = None
-        if "accuracy" in net.metrics and net._accuracy_by_argmax(self.t.shape[1]):
-            labels = b.asarray(np.argmax(self.t, axis=1))
-        return DeviceData(x, t, w, int(self.x.shape[0]), labels)
+        return DeviceData(x, t, w, int(self.x.shape[0]))
 
 
 def prepare_data(
@@ -113,9 +111,11 @@ def fit(
     sample_weight: Any,
     callbacks: Sequence[Callback],
     verbose: int,
+    initial_epoch: int = 0,
     comm: Any = None,
 ) -> History:
     epochs = as_int(epochs, "epochs", minimum=0)
+    initial_epoch = as_int(initial_epoch, "initial_epoch", minimum=0)
     batch_size = as_int(batch_size, "batch_size", minimum=1)
     validation_split = as_real(validation_split, "validation_split", minimum=0, maximum=1, open_max=True)
     if validation_split and validation_data is not None:
@@ -155,12 +155,11 @@ def fit(
         comm = comm.bind(net.backend)
         comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
         verbose = verbose if comm.is_main else 0
+    loop = _Loop(net, train_dev, val_dev, epochs, initial_epoch, batch_size, shuffle, callbacks, verbose, comm)
     # a diverging step overflows: the loop detects it and raises one clear error, so
     # NumPy's floating-point warnings would only be noise before it
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        history = _train(net, train_dev, val_dev, epochs, batch_size, shuffle, callbacks, verbose, comm)
-    net.history = history
-    return history
+        return loop.run()
 
 
 def _verbosity(verbose: Any) -> int:
@@ -172,7 +171,7 @@ def _verbosity(verbose: Any) -> int:
 
 
 def _callback_list(callbacks: Any) -> list[Callback]:
-    """A list of `Callback` instances (None: none)."""
+    """A list of `Callback` instances (None: none); at most one `BackupAndRestore`."""
     try:
         items = [] if callbacks is None else list(callbacks)
     except TypeError:
@@ -182,166 +181,210 @@ def _callback_list(callbacks: Any) -> list[Callback]:
     for cb in items:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+    if sum(isinstance(cb, BackupAndRestore) for cb in items) > 1:
+        raise ValueError("pass at most one BackupAndRestore callback")
     return items
 
 
 def _batches(
     net: Network, data: DeviceData, batch_size: int, order: Any, comm: Any = None
-) -> Iterator[tuple[int, int, Any, Any, Any]]:
-    """(start, stop, x, targets, weights) of each (global) batch, taken on the device;
-    with ``comm``, x/targets/weights are this rank's shard (x is None for an empty one)."""
+) -> Iterator[tuple[int, int, int, int, Any, Any, Any]]:
+    """(start, stop, a, b, x, targets, weights) of each (global) batch ``start:stop``,
+    taken on the device; with ``comm``, x/targets/weights are this rank's shard, rows
+    ``a:b`` of the epoch (x is None for an empty one)."""
     xp = net.xp
     x, t, w, n = data.x, data.t, data.w, data.n
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         a, b = (lo, hi) if comm is None else shard(lo, hi, comm.rank, comm.size)
         if a == b:
-            yield lo, hi, None, None, None
+            yield lo, hi, a, b, None, None, None
         elif order is None:
-            yield lo, hi, x[a:b, ...], t[a:b, ...], (None if w is None else w[a:b])
+            yield lo, hi, a, b, x[a:b, ...], t[a:b, ...], (None if w is None else w[a:b])
         else:
             idx = order[a:b]
             wb = None if w is None else xp.take(w, idx, axis=0)
-            yield lo, hi, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
+            yield lo, hi, a, b, xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), wb
 
 
-def _train(
-    net: Network,
-    data: DeviceData,
-    val: DeviceData | None,
-    epochs: int,
-    batch_size: int,
-    shuffle: bool,
-    callbacks: list[Callback],
-    verbose: int,
-    comm: Any = None,
-) -> History:
-    history = History()
-    all_callbacks = [history, *callbacks]
-    accuracy = "accuracy" in net.metrics
-    metric_names = ["loss", *(["accuracy"] if accuracy else [])]
-    if val is not None:
-        metric_names += [f"val_{m}" for m in metric_names]
-    steps = -(-data.n // batch_size)  # exact for any integer batch_size
-    params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "samples": data.n,
-              "metrics": metric_names, "is_main_process": comm is None or comm.is_main}
-    for cb in all_callbacks:
-        cb.set_context(net, params)
-    batch_callbacks = [cb for cb in all_callbacks if cb.wants_batches]
+class _Loop:
+    """One `fit`: the epochs, their callbacks and logs, the resume point."""
 
-    net.stop_training = False
-    for cb in all_callbacks:
-        cb.on_train_begin()
-    try:
-        _epochs(net, data, val, epochs, batch_size, shuffle, all_callbacks, batch_callbacks, verbose, comm)
-    except BaseException:
-        for cb in all_callbacks:
-            cb.on_train_abort()
-        raise
-    for cb in all_callbacks:
-        cb.on_train_end()
-    return history
+    def __init__(
+        self, net: Network, data: DeviceData, val: DeviceData | None, epochs: int, initial_epoch: int,
+        batch_size: int, shuffle: bool, callbacks: list[Callback], verbose: int, comm: Any,
+    ) -> None:
+        self.net, self.data, self.val, self.comm = net, data, val, comm
+        self.epochs, self.initial_epoch, self.batch_size, self.shuffle = epochs, initial_epoch, batch_size, shuffle
+        self.history = History()
+        self.callbacks = [self.history, *callbacks]
+        self.backup = next((cb for cb in callbacks if isinstance(cb, BackupAndRestore)), None)
+        self.steps = -(-data.n // batch_size)  # exact for any integer batch_size
+        names = ["loss", *(m.name for m in net.metrics)]
+        self.metric_names = [*names, *(f"val_{m}" for m in names if val is not None)]
+        self.params = {"epochs": epochs, "steps": self.steps, "batch_size": batch_size, "samples": data.n,
+                       "metrics": self.metric_names, "is_main_process": comm is None or comm.is_main,
+                       "initial_epoch": initial_epoch}
+        self.verbose = verbose
+        self.progress: Progress | None = None
 
+    def run(self) -> History:
+        net = self.net
+        net.history = self.history  # callbacks (EarlyStopping) reach it, as in Keras
+        for cb in self.callbacks:
+            cb.set_context(net, self.params)
+        net.stop_training = False
+        try:
+            for cb in self.callbacks:
+                cb.on_train_begin()
+            start = self.initial_epoch
+            if self.backup is not None:  # after every on_train_begin: the restored states win
+                start = self.backup.restore(self.callbacks, default=start)
+            self.progress = Progress(self.verbose, epochs=self.epochs, steps=self.steps, initial_epoch=start)
+            self._epochs(start)
+        except BaseException:
+            if self.progress is not None:
+                self.progress.close()
+            for cb in self.callbacks:
+                cb.on_train_abort()
+            raise
+        self.progress.close()
+        for cb in self.callbacks:
+            cb.on_train_end()
+        return self.history
 
-class _EpochAccumulator:
-    """Per-batch loss sums (and predictions) written into device buffers, one cheap
-    store per batch; reduced and brought to the host once per epoch."""
+    def _epochs(self, start: int) -> None:
+        net, data, comm = self.net, self.data, self.comm
+        batch_callbacks = [cb for cb in self.callbacks if cb.wants_batches]
+        # dropout masks: a function of (seed, layer, optimizer.steps, element); nothing to reseed
+        dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
+        optimizer, step_fn = net.optimizer, net._forward_backward
+        outputs = _EpochOutputs(net, data.n, self.steps, comm)
+        for epoch in range(start, self.epochs):
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch)
+            # for a replay if this epoch diverges; the buffers are reused from fit to fit
+            snapshot = net._replay_snapshot = net._snapshot_state(net._replay_snapshot)
+            order = net.backend.asarray(net.rng.permutation(data.n)) if self.shuffle else None
+            self.progress.epoch_begin(epoch)
+            outputs.reset()
+            for b, (lo, hi, a, z, xb, tb, wb) in enumerate(_batches(net, data, self.batch_size, order, comm)):
+                if batch_callbacks:
+                    for cb in batch_callbacks:
+                        cb.on_batch_begin(b)
+                for layer in dropouts:  # a shard's masks are its rows of the global batch's masks
+                    layer.row_offset = a - lo
+                if comm is None:
+                    loss_sum, out = step_fn(xb, tb, wb)
+                else:
+                    loss_sum, out = _sharded_gradients(net, comm, xb, tb, wb, hi - lo)
+                optimizer.step()
+                outputs.add(b, a, z, loss_sum, out)
+                if batch_callbacks and out is not None:  # asked for: one sync per batch (this rank's shard)
+                    _batch_end(net, batch_callbacks, b, loss_sum, out, tb, wb)
+                self.progress.batch_done()
+            logs = self._epoch_logs(outputs, order, snapshot, epoch)
+            self.progress.epoch_end(epoch, logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.backup is not None:  # after every callback has seen the epoch end
+                self.backup.save(epoch, self.callbacks)
+            if net.stop_training:
+                break
 
-    def __init__(self, net: Network, data: DeviceData, steps: int, sharded: bool) -> None:
-        xp, dev = net.xp, net.backend.device
-        self.net, self.data, self.xp = net, data, xp
-        self.losses = xp.zeros((steps,), dtype=net.dtype, device=dev)
-        accuracy = "accuracy" in net.metrics
-        self.by_argmax = accuracy and data.labels is not None and not sharded
-        self.by_batch = accuracy and not self.by_argmax
-        if self.by_argmax:
-            self.predictions = xp.zeros((data.n,), dtype=data.labels.dtype, device=dev)
-        if self.by_batch:
-            self.correct = xp.zeros((steps,), dtype=net.dtype, device=dev)
-
-    def add(self, b: int, lo: int, hi: int, loss_sum: Any, out: Any, tb: Any) -> None:
-        if out is None:  # an empty shard of a distributed batch
-            self.losses[b] = 0.0
-            if self.by_batch:
-                self.correct[b] = 0.0
-            return
-        self.losses[b] = loss_sum
-        if self.by_argmax:
-            self.predictions[lo:hi] = self.xp.argmax(out, axis=1)
-        elif self.by_batch:
-            self.correct[b] = self.net._correct(out, tb)
-
-    def totals(self, order: Any) -> tuple[Any, ...]:
-        xp = self.xp
-        totals = [xp.sum(self.losses)]
-        if self.by_argmax:
-            labels = self.data.labels if order is None else xp.take(self.data.labels, order, axis=0)
-            totals.append(xp.sum(xp.astype(self.predictions == labels, self.net.dtype)))
-        elif self.by_batch:
-            totals.append(xp.sum(self.correct))
-        return tuple(totals)
-
-
-def _epochs(
-    net: Network, data: DeviceData, val: DeviceData | None, epochs: int, batch_size: int,
-    shuffle: bool, all_callbacks: list[Callback], batch_callbacks: list[Callback], verbose: int,
-    comm: Any = None,
-) -> None:
-    metric_names = all_callbacks[0].params["metrics"]
-    steps = all_callbacks[0].params["steps"]
-    # dropout masks: a function of (seed, layer, optimizer.steps, element); nothing to reseed
-    dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
-    optimizer, step_fn = net.optimizer, net._forward_backward
-    accumulator = _EpochAccumulator(net, data, steps, sharded=comm is not None)
-    for epoch in range(epochs):
-        for cb in all_callbacks:
-            cb.on_epoch_begin(epoch)
-        # for a replay if this epoch diverges; the buffers are reused from fit to fit
-        snapshot = net._replay_snapshot = net._snapshot_state(net._replay_snapshot)
-        order = net.backend.asarray(net.rng.permutation(data.n)) if shuffle else None
-        bar = _progress_bar(verbose, steps, epoch, epochs)
-        for b, (lo, hi, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order, comm)):
-            if batch_callbacks:
-                for cb in batch_callbacks:
-                    cb.on_batch_begin(b)
-            for layer in dropouts:  # a shard's masks are its rows of the global batch's masks
-                layer.row_offset = 0 if comm is None else shard(lo, hi, comm.rank, comm.size)[0] - lo
-            if comm is None:
-                loss_sum, out = step_fn(xb, tb, wb)
-            else:
-                loss_sum, out = _sharded_gradients(net, comm, xb, tb, wb, hi - lo)
-            optimizer.step()
-            accumulator.add(b, lo, hi, loss_sum, out, tb)
-            if batch_callbacks and out is not None:  # asked for: one sync per batch (this rank's shard)
-                _batch_end(net, batch_callbacks, b, out.shape[0], loss_sum, out, tb)
-            if bar is not None:
-                bar.update(1)
-        names = metric_names[: 2 if "accuracy" in net.metrics else 1]
-        # the epoch's sums and one check that every weight is finite, in one transfer: the
-        # loss of a step is computed before its update, so the last update of an epoch (or
-        # the only one of a full batch) can blow up with every loss finite
-        *sums, finite = _to_host(net, [*accumulator.totals(order)[: len(names)], _all_finite(net)], comm)
-        logs = {name: value / data.n for name, value in zip(names, sums, strict=True)}
+    def _epoch_logs(self, outputs: _EpochOutputs, order: Any, snapshot: Any, epoch: int) -> dict[str, float]:
+        """The epoch's loss and metrics, the validation's, and the learning rate; raises
+        `TrainingDivergedError` (weights restored) if the epoch diverged."""
+        net, data, comm = self.net, self.data, self.comm
+        # the loss sum, the metrics' statistics and one check that every weight is finite,
+        # in one transfer: the loss of a step is computed before its update, so the last
+        # update of an epoch (or the only one of a full batch) can blow up with every loss finite
+        targets = data.t if order is None else net.xp.take(data.t, order, axis=0)
+        weights = data.w if order is None or data.w is None else net.xp.take(data.w, order, axis=0)
+        loss_sum, (stats, sizes) = outputs.totals(targets, weights)
+        loss_total, finite, *stat_values = _to_host(net, [loss_sum, _all_finite(net), *stats], comm)
+        logs = {"loss": loss_total / data.n, **_finish_metrics(net, stat_values, sizes)}
         weights_finite = finite == (1 if comm is None else comm.size)
         if not (math.isfinite(logs["loss"]) and weights_finite):
-            if bar is not None:
-                bar.close()
+            self.progress.close()
             if comm is not None:  # every rank sees the same reduced values: all stop here
                 net._restore_state(snapshot)
                 what = f"the loss became {logs['loss']}" if not math.isfinite(logs["loss"]) else \
                     "the weights became non-finite"
                 raise TrainingDivergedError(
-                    f"training diverged: {what} in epoch {epoch + 1}/{epochs}; "
+                    f"training diverged: {what} in epoch {epoch + 1}/{self.epochs}; "
                     "the network keeps the weights from the start of that epoch", epoch=epoch + 1, batch=0,
                 )
-            _locate_divergence(net, data, batch_size, order, snapshot, epoch, epochs)
-        if val is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, val, None, comm).items()})
-        _finish_bar(bar, verbose, logs, epoch, epochs)
-        for cb in all_callbacks:
-            cb.on_epoch_end(epoch, logs)
-        if net.stop_training:
-            break
+            _locate_divergence(net, data, self.batch_size, order, snapshot, epoch, self.epochs)
+        if self.val is not None:
+            logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, self.val, None, comm).items()})
+        logs["learning_rate"] = net.optimizer.current_lr
+        return logs
+
+
+class _EpochOutputs:
+    """The epoch's per-batch loss sums, and its outputs for the metrics, written into
+    device buffers with one cheap store per batch; the metrics' statistics are computed
+    once per epoch over all of it (``totals``)."""
+
+    def __init__(self, net: Network, n: int, steps: int, comm: Any) -> None:
+        xp, dev = net.xp, net.backend.device
+        self.net, self.xp, self.comm = net, xp, comm
+        self.losses = xp.zeros((steps,), dtype=net.dtype, device=dev)
+        self.outputs = None
+        if net.metrics:
+            self.outputs = xp.zeros((n, net.output_size), dtype=net.dtype, device=dev)
+
+    def reset(self) -> None:
+        """Data-parallel: each rank fills its own rows and the rest must read 0 (summed)."""
+        if self.comm is not None and self.outputs is not None:
+            self.outputs[...] = 0.0
+
+    def add(self, b: int, a: int, z: int, loss_sum: Any, out: Any) -> None:
+        """Batch ``b``'s loss sum and outputs (rows ``a:z`` of the epoch's order)."""
+        if out is None:  # an empty shard of a distributed batch
+            self.losses[b] = 0.0
+            return
+        self.losses[b] = loss_sum
+        if self.outputs is not None:
+            self.outputs[a:z, ...] = out
+
+    def totals(self, targets: Any, weights: Any) -> tuple[Any, tuple[list[Any], list[int]]]:
+        """The loss sum and the metrics' statistics (device arrays, and their sizes)."""
+        if self.outputs is None:
+            return self.xp.sum(self.losses), ([], [])
+        outputs = self.outputs
+        if self.comm is not None:  # every rank gets every rank's rows
+            self.comm.allreduce_sum_(outputs)
+        return self.xp.sum(self.losses), _metric_statistics(self.net, outputs, targets, weights, self.comm)
+
+
+def _metric_statistics(
+    net: Network, outputs: Any, targets: Any, weights: Any, comm: Any = None
+) -> tuple[list[Any], list[int]]:
+    """Each metric's statistics over the outputs (probabilities: the loss's link is
+    applied to logits), as a list of one 1-D device array (none without metrics), and
+    how many each metric has. Data-parallel, every rank holds them all and only rank 0's count in the sum the
+    transfer makes."""
+    if not net.metrics:
+        return [], []
+    xp = net.xp
+    pred = net._probabilities(outputs)
+    parts = [xp.reshape(xp.astype(m.statistics(xp, pred, targets, weights, net._task), net.dtype), (-1,))
+             for m in net.metrics]
+    stats = xp.concat(parts)
+    if comm is not None and comm.rank != 0:
+        stats = stats * 0.0
+    return [stats], [int(p.shape[0]) for p in parts]
+
+
+def _finish_metrics(net: Network, values: list[float], sizes: list[int]) -> dict[str, float]:
+    """The metrics' values from their statistics, brought to the host as ``values``."""
+    logs, at = {}, 0
+    for metric, size in zip(net.metrics, sizes, strict=True):
+        logs[metric.name] = metric.finish(np.asarray(values[at : at + size], dtype=np.float64), net._task)
+        at += size
+    return logs
 
 
 def _sharded_gradients(net: Network, comm: Any, xb: Any, tb: Any, wb: Any, global_size: int) -> tuple[Any, Any]:
@@ -358,10 +401,12 @@ def _sharded_gradients(net: Network, comm: Any, xb: Any, tb: Any, wb: Any, globa
     return loss_sum, out
 
 
-def _batch_end(net: Network, callbacks: list[Callback], b: int, size: int, loss_sum: Any, out: Any, tb: Any) -> None:
-    logs = {"loss": float(net.backend.to_numpy(loss_sum)) / size}
-    if "accuracy" in net.metrics:
-        logs["accuracy"] = float(net.backend.to_numpy(net._correct(out, tb))) / size
+def _batch_end(net: Network, callbacks: list[Callback], b: int, loss_sum: Any, out: Any, tb: Any, wb: Any) -> None:
+    """Per-batch logs (this batch's loss and metrics): one transfer."""
+    size = out.shape[0]
+    stats, sizes = _metric_statistics(net, out, tb, wb)
+    loss, *values = _to_host(net, [loss_sum, *stats])
+    logs = {"loss": loss / size, **_finish_metrics(net, values, sizes)}
     for cb in callbacks:
         cb.on_batch_end(b, logs)
 
@@ -373,18 +418,13 @@ def _all_finite(net: Network) -> Any:
 
 
 def _to_host(net: Network, values: list[Any], comm: Any = None) -> list[float]:
-    """A few 0-d device values as Python floats: one transfer (and, across processes, one
-    reduction of a few floats), once per epoch."""
+    """Device values (0-d or 1-d) as one list of Python floats: one transfer (and, across
+    processes, one reduction of a few floats), once per epoch."""
     xp = net.xp
-    stacked = xp.stack([xp.asarray(value, dtype=net.dtype) for value in values])
+    dev = net.backend.device
+    stacked = xp.concat([xp.reshape(xp.asarray(value, dtype=net.dtype, device=dev), (-1,)) for value in values])
     floats = [float(v) for v in net.backend.to_numpy(stacked)]
     return floats if comm is None else comm.allreduce_floats(floats)
-
-
-def _floats(net: Network, names: list[str], sums: tuple[Any, ...], n: int, comm: Any = None) -> dict[str, float]:
-    """The means ``sums / n`` of the first ``len(names)`` sums, named."""
-    values = _to_host(net, list(sums[: len(names)]), comm)
-    return {name: value / n for name, value in zip(names, values, strict=True)}
 
 
 def _locate_divergence(
@@ -397,7 +437,7 @@ def _locate_divergence(
     xp = net.xp
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
     steps = -(-data.n // batch_size)  # exact for any integer batch_size
-    for b, (_, _, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+    for b, (*_, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
         before = net._snapshot_state()
         loss, _ = net._forward_backward(xb, tb, wb)
         value = float(net.backend.to_numpy(loss))
@@ -426,43 +466,24 @@ EVAL_BATCH = 8192  # samples per forward pass in evaluate / predict when not giv
 def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm: Any = None) -> dict[str, float]:
     """Loss and metrics over device data, accumulated on the device; one transfer.
     With ``comm``, each rank evaluates its contiguous share and the sums are reduced."""
+    xp = net.xp
     batch_size = batch_size or EVAL_BATCH
-    accuracy = "accuracy" in net.metrics
     loss_sum: Any = 0.0
-    correct_sum: Any = 0.0
-    part = data
-    if comm is not None:
-        lo, hi = shard(0, data.n, comm.rank, comm.size)
-        w = None if data.w is None else data.w[lo:hi]
-        part = DeviceData(data.x[lo:hi, ...], data.t[lo:hi, ...], w, hi - lo)
-    for lo, hi, xb, tb, wb in _batches(net, part, batch_size, None):
+    outputs = None
+    if net.metrics:
+        outputs = xp.zeros((data.n, net.output_size), dtype=net.dtype, device=net.backend.device)
+    lo, hi = (0, data.n) if comm is None else shard(0, data.n, comm.rank, comm.size)
+    w = None if data.w is None else data.w[lo:hi]
+    part = DeviceData(data.x[lo:hi, ...], data.t[lo:hi, ...], w, hi - lo)
+    for a, z, *_, xb, tb, wb in _batches(net, part, batch_size, None):
         out = net._forward(xb, False)
-        loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (hi - lo)
-        if accuracy:
-            correct_sum = correct_sum + net._correct(out, tb)
-    names = ["loss", *(["accuracy"] if accuracy else [])]
-    return _floats(net, names, (loss_sum, correct_sum), data.n, comm)
-
-
-# --------------------------------------------------------------------------- display
-
-
-def _progress_bar(verbose: int, steps: int, epoch: int, epochs: int) -> Any:
-    if verbose != 1:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", leave=True,
-                dynamic_ncols=True, mininterval=0.2)
-
-
-def _format_logs(logs: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-
-
-def _finish_bar(bar: Any, verbose: int, logs: dict[str, float], epoch: int, epochs: int) -> None:
-    if bar is not None:
-        bar.set_postfix_str(_format_logs(logs), refresh=False)
-        bar.close()
-    elif verbose == 2:
-        print(f"Epoch {epoch + 1}/{epochs} - {_format_logs(logs)}")
+        loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (z - a)
+        if outputs is not None:
+            outputs[lo + a : lo + z, ...] = out
+    stats, sizes = [], []
+    if outputs is not None:
+        if comm is not None:
+            comm.allreduce_sum_(outputs)
+        stats, sizes = _metric_statistics(net, outputs, data.t, data.w, comm)
+    loss_total, *values = _to_host(net, [loss_sum, *stats], comm)
+    return {"loss": loss_total / data.n, **_finish_metrics(net, values, sizes)}

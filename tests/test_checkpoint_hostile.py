@@ -268,7 +268,7 @@ CASES: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
     "unknown loss": (edit_header(put("loss", "name", "evil")), r"loss\.name: unknown loss 'evil'"),
     "loss option": (edit_header(put("loss", "config", "from_logits", "yes")), r"loss\.config\.from_logits: is 'yes'"),
     "unknown metric": (edit_header(put("metrics", ["accuracy", "evil"])), r"metrics: unknown metric 'evil'"),
-    "metric number": (edit_header(put("metrics", [3])), r"metrics\[0\]: is 3, expected a string"),
+    "metric number": (edit_header(put("metrics", [3])), r"metrics\[0\]: is 3, expected a name or \{name, config\}"),
     # layers
     "string units": (edit_header(put("layers", 0, "config", "units", "8")), r"layers\[0\]\.config\.units: is '8'"),
     "zero units": (edit_header(put("layers", 2, "config", "units", 0)), r"layers\[2\]\.config\.units: is 0"),

@@ -288,6 +288,10 @@ def argsort(a: ndarray, axis: int = -1, kind: _Any = None) -> ndarray:
     return _run(_np.argsort, a, axis=axis, kind="stable")
 
 
+def searchsorted(a: ndarray, v: _Any, side: str = "left", sorter: _Any = None) -> ndarray:
+    return _run(_np.searchsorted, a, v, side=side, sorter=sorter)
+
+
 # --------------------------------------------------------------------------- shapes
 
 
