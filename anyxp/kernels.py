@@ -8,12 +8,18 @@ tests check that both agree:
   has no ``out=``), so a step allocates nothing; NumPy runs the chunks on threads.
 - PyTorch: its fused Adam/AdamW (``torch.optim.adam.adam(..., fused=True)``), one call
   over the whole flat buffer.
+- NumPy gradient clipping: the norm is one BLAS dot product read on the host (NumPy's
+  "device" is the host: no sync to avoid), and the gradient is scaled only when the
+  norm exceeds the limit (PyTorch multiplies by exactly 1.0 otherwise: the same values).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+CLIP_EPS = 1e-6  # PyTorch's clip_grad_norm_ scales by max_norm / (norm + 1e-6)
 
 if TYPE_CHECKING:
     from .optimizers import Optimizer
@@ -32,6 +38,34 @@ def chunk_kernel(opt: Optimizer) -> ChunkKernel | None:
     if opt.name == "sgd":
         return lambda p, g, state, scratch: _ufunc_sgd(lib, opt, p, g, state, scratch)
     return None
+
+
+def clip_kernel(opt: Optimizer) -> Callable[[], None] | None:
+    """NumPy's gradient clipping (see the module docstring), or None."""
+    backend = opt.backend
+    if not backend.fast_kernels or backend.name != "numpy" or not opt.clipping:
+        return None
+    lib = backend.library
+    if opt.clipvalue is not None:
+        limit = opt.clipvalue
+
+        def clip_values() -> None:
+            for g in opt.grads:
+                lib.clip(g, -limit, limit, out=g)
+
+        return clip_values
+    groups = [[g] for g in opt._tensor_grads] if opt.clipnorm is not None else [opt.grads]
+    limit = opt.clipnorm if opt.clipnorm is not None else opt.global_clipnorm
+
+    def clip_norms() -> None:
+        for group in groups:
+            norm = math.sqrt(sum(float(lib.dot(g, g)) for g in group))
+            scale = limit / (norm + CLIP_EPS)
+            if scale < 1.0:
+                for g in group:
+                    g *= scale
+
+    return clip_norms
 
 
 def whole_buffer_kernel(opt: Optimizer) -> Callable[[], None] | None:

@@ -25,7 +25,7 @@ library and copy them to NumPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -135,16 +135,30 @@ def _mann_whitney(xp: Any, score: Any, positive: Any, weight: Any | None) -> tup
     """Σ_pos w_i (W_neg below s_i + ½ W_neg equal to s_i), and W_pos * W_neg, for one class.
 
     Their ratio is the (trapezoidal) ROC AUC."""
-    order = xp.argsort(score, stable=True)
+    order = xp.argsort(score, stable=False)  # ties are grouped below: any order of equal scores will do
     sorted_score = xp.take(score, order)
     w = xp.ones_like(score) if weight is None else xp.take(weight, order)
     pos = _as_float(xp, xp.take(positive, order), score)
     w_pos, w_neg = w * pos, w * (1.0 - pos)
     below = xp.cumulative_sum(w_neg, include_initial=True)  # below[j] = Σ w_neg of the j lowest
-    left = xp.take(below, xp.searchsorted(sorted_score, sorted_score, side="left"))
-    right = xp.take(below, xp.searchsorted(sorted_score, sorted_score, side="right"))
-    numerator = xp.sum(w_pos * (left + right)) * 0.5
+    first, after = _tie_groups(xp, sorted_score)
+    numerator = xp.sum(w_pos * (xp.take(below, first) + xp.take(below, after))) * 0.5
     return numerator, xp.sum(w_pos) * xp.sum(w_neg)
+
+
+def _tie_groups(xp: Any, sorted_values: Any) -> tuple[Any, Any]:
+    """For each position of a sorted 1-D array, where its run of equal values starts and
+    where the next run starts (searchsorted left and right, in linear time after one
+    stable argsort of booleans, with static shapes)."""
+    n = sorted_values.shape[0]
+    device = array_api_compat.device(sorted_values)
+    starts_run = xp.concat([xp.ones((1,), dtype=xp.bool, device=device), sorted_values[1:] != sorted_values[:-1]])
+    run = xp.cumulative_sum(xp.astype(starts_run, xp.int64)) - 1  # run index of each position
+    # the positions where runs start, in order, first; the other positions read n
+    order = xp.argsort(xp.astype(~starts_run, xp.int8), stable=True)
+    starts = xp.where(xp.take(starts_run, order), order, n)
+    starts = xp.concat([starts, xp.full((1,), n, dtype=starts.dtype, device=device)])
+    return xp.take(starts, run), xp.take(starts, run + 1)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -192,6 +206,11 @@ class Metric:
 
     def _statistics(self, xp: Any, pred: Any, target: Any, weight: Any | None, task: str) -> Any:
         raise NotImplementedError
+
+    @property
+    def statistics_key(self) -> Hashable:
+        """Metrics with equal keys have equal statistics: computed once for all of them."""
+        return (type(self), tuple(sorted(self.get_config().items())))
 
     def finish(self, stats: Any, task: str) -> float:
         """The metric's value from the host copy of `statistics`."""
@@ -250,6 +269,8 @@ class _ConfusionMetric(Metric):
         present = xp.sum(_as_float(xp, truth | predicted, pred), axis=0)  # unweighted, as sklearn's labels
         sums = [_weighted_sum(xp, _as_float(xp, m, pred), weight) for m in (truth, predicted)]
         return _vector(xp, [_weighted_sum(xp, hit, weight), sums[1], sums[0], present])
+
+    statistics_key = "confusion"  # precision, recall and f1 share them
 
     def _finish(self, stats: np.ndarray, task: str) -> float:
         tp, pred_sum, true_sum, present = stats.reshape(4, -1)
@@ -357,13 +378,16 @@ class TopKAccuracy(Metric):
     def _statistics(self, xp: Any, pred: Any, target: Any, weight: Any | None, task: str) -> Any:
         if task != "multiclass":
             self.check(pred.shape[1], task)
+        total = _total_weight(xp, pred, weight)
+        if self.k >= pred.shape[1]:  # every class is among the top k
+            return _vector(xp, [total, total])
         true_class = _one_hot_argmax(xp, target)
         true_score = xp.sum(xp.where(true_class, pred, 0.0), axis=1)[:, None]
         classes = xp.arange(pred.shape[1], device=array_api_compat.device(pred))
         later = classes[None, :] > xp.argmax(target, axis=1)[:, None]
         ahead = (pred > true_score) | ((pred == true_score) & later)
         hit = _as_float(xp, xp.sum(_as_float(xp, ahead, pred), axis=1) < self.k, pred)
-        return _vector(xp, [_weighted_sum(xp, hit, weight), _total_weight(xp, pred, weight)])
+        return _vector(xp, [_weighted_sum(xp, hit, weight), total])
 
     def _finish(self, stats: np.ndarray, task: str) -> float:
         return _ratio(stats[0], stats[1])

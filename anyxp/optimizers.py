@@ -21,7 +21,7 @@ from .validation import as_bool, as_real
 
 State = dict[str, Any]
 LearningRate = float | Callable[[int], float]
-CLIP_EPS = 1e-6  # PyTorch's clip_grad_norm_ scales by max_norm / (norm + 1e-6)
+CLIP_EPS = kernels.CLIP_EPS
 
 
 class Optimizer:
@@ -68,6 +68,7 @@ class Optimizer:
         self._chunks: list[tuple[Any, Any, State, Any]] = []
         self._chunk_kernel: kernels.ChunkKernel | None = None
         self._whole_kernel: Any = None
+        self._clip_kernel: Any = None
         self._tensor_grads: list[Any] = []
 
     # -- the learning rate -------------------------------------------------------------------
@@ -110,6 +111,7 @@ class Optimizer:
         self.steps = 0
         self._whole_kernel = kernels.whole_buffer_kernel(self)
         self._chunk_kernel = kernels.chunk_kernel(self)
+        self._clip_kernel = kernels.clip_kernel(self)
         self._make_chunks()
 
     def _make_chunks(self) -> None:
@@ -135,7 +137,9 @@ class Optimizer:
         if not isinstance(self.learning_rate, float):
             self._lr = _scheduled(self.learning_rate, self.steps)
         self.steps += 1
-        if self.clipping:
+        if self._clip_kernel is not None:
+            self._clip_kernel()
+        elif self.clipping:
             self.clip_gradients()
         self.prepare_step()
         if self._whole_kernel is not None:
@@ -160,9 +164,9 @@ class Optimizer:
                 g[...] = xp.minimum(xp.maximum(g, -self.clipvalue), self.clipvalue)
         elif self.clipnorm is not None:
             for g in self._tensor_grads:
-                g *= _clip_scale(xp, xp.sum(g * g), self.clipnorm)
+                g *= _clip_scale(xp, xp.vecdot(g, g), self.clipnorm)
         else:
-            total = sum(xp.sum(g * g) for g in self.grads)
+            total = sum(xp.vecdot(g, g) for g in self.grads)
             scale = _clip_scale(xp, total, self.global_clipnorm)
             for g in self.grads:
                 g *= scale
@@ -380,6 +384,8 @@ class RMSprop(Optimizer):
 def _scheduled(schedule: Callable[[int], float], step: int) -> float:
     """``schedule(step)``, checked: a finite number >= 0."""
     value = schedule(step)
+    if type(value) is float and 0.0 <= value < math.inf:  # the usual case, checked cheaply
+        return value
     try:
         return as_real(value, "lr", minimum=0)
     except (TypeError, ValueError) as exc:

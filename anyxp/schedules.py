@@ -93,6 +93,8 @@ class LearningRateSchedule(abc.ABC):
 
 def _check_step(step: Any) -> int:
     """The step as a Python int in [0, 2**63): an int or NumPy integer, not a bool or a float."""
+    if type(step) is int and 0 <= step <= MAX_STEP:  # the optimizer's own count: checked cheaply
+        return step
     step = as_int(step, "step", minimum=0)
     if step > MAX_STEP:
         raise ValueError(f"step must be below 2**63, got {step}")

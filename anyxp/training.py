@@ -370,8 +370,12 @@ def _metric_statistics(
         return [], []
     xp = net.xp
     pred = net._probabilities(outputs)
-    parts = [xp.reshape(xp.astype(m.statistics(xp, pred, targets, weights, net._task), net.dtype), (-1,))
-             for m in net.metrics]
+    computed: dict[Any, Any] = {}  # precision, recall and f1 share theirs
+    for m in net.metrics:
+        if m.statistics_key not in computed:
+            stats = m.statistics(xp, pred, targets, weights, net._task)
+            computed[m.statistics_key] = xp.reshape(xp.astype(stats, net.dtype), (-1,))
+    parts = [computed[m.statistics_key] for m in net.metrics]
     stats = xp.concat(parts)
     if comm is not None and comm.rank != 0:
         stats = stats * 0.0

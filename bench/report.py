@@ -31,7 +31,8 @@ def _peak(report: dict[str, Any], library: str, dtype: str) -> float | None:
 
 
 def best_peer(rows: list[dict[str, Any]], library: str, dtype: str) -> dict[str, Any] | None:
-    peers = [r for r in rows if r["impl"] != "anyxp" and r["library"] == library and r["dtype"] == dtype]
+    peers = [r for r in rows if not r["impl"].startswith("anyxp") and r["library"] == library
+             and r["dtype"] == dtype]
     return max(peers, key=lambda r: r["samples_per_s"]) if peers else None
 
 
@@ -61,9 +62,10 @@ def markdown(report: dict[str, Any]) -> str:
                     ratio = f"{r['samples_per_s'] / peer['samples_per_s']:.2f}x {peer['impl']}"
             peak = _peak(report, r["library"], r["dtype"])
             frac = f"{100 * r['gflops'] / peak:.0f}%" if peak else "-"
-            name = f"**{r['label']}**" if r["impl"] == "anyxp" else r["label"]
+            name = f"**{r['label']}**" if r["impl"].startswith("anyxp") else r["label"]
             out.append(f"| {w['name']} | {name} | {r['samples_per_s']:,.0f} | {r['min']:,.0f}–{r['max']:,.0f} | "
                        f"{ratio} | {r['gflops']:.1f} | {frac} | {r['accuracy']:.3f} |")
+    out += toolkit_rows(report)
     out.append("")
     out.append("GPU cost proxies (counted on array_api_strict, device1; PyTorch: ATen ops via TorchDispatchMode):")
     out.append("")
@@ -87,6 +89,26 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def toolkit_rows(report: dict[str, Any]) -> list[str]:
+    """The training toolkit's cost: time per sample with a schedule and clipping (per
+    step), and with every epoch metric too, over plain anyxp's, same library and run."""
+    out = ["", "Training toolkit cost (ExponentialDecay schedule + global_clipnorm; then also the nine "
+           "epoch metrics: accuracy, precision, recall, f1, auc, top_k_accuracy, mae, mse, r2), time over "
+           "plain anyxp's, float32:", "",
+           "| workload | library | schedule + clipping | + all metrics |", "|---|---|---:|---:|"]
+    found = False
+    for wl in report["workloads"]:
+        rows = {(r["impl"], r["library"]): r for r in wl["rows"] if r["dtype"] == "float32"}
+        for (impl, library), plain in rows.items():
+            if impl != "anyxp" or (f"{impl} + schedule + clipping", library) not in rows:
+                continue
+            found = True
+            costs = [plain["samples_per_s"] / rows[(name, library)]["samples_per_s"] - 1
+                     for name in (f"{impl} + schedule + clipping", f"{impl} + schedule + clipping + all metrics")]
+            out.append(f"| {wl['workload']['name']} | {library} | {costs[0]:+.1%} | {costs[1]:+.1%} |")
+    return out if found else []
+
+
 def chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -96,7 +118,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     wls = report["workloads"]
     fig, axes = plt.subplots(2, len(wls), figsize=(4.2 * len(wls), 7), squeeze=False)
     for col, wl in enumerate(wls):
-        rows = wl["rows"]
+        rows = [r for r in wl["rows"] if not r["impl"].startswith("anyxp +")]  # the toolkit has its own table
         labels = [r["label"].replace(" [", "\n[") for r in rows]
         colors = ["tab:blue" if r["impl"] == "anyxp" else "tab:gray" for r in rows]
         ax = axes[0][col]

@@ -259,3 +259,39 @@ def test_plots_draw_lines_for_many_epochs(tmp_path) -> None:
     for epoch in range(5):
         short.on_epoch_end(epoch, {"loss": 1.0})
     assert all(line.get_marker() == "o" for line in short.plot(tmp_path / "few.png").axes[0].get_lines())
+
+
+def test_a_network_knowing_its_input_size_is_built_at_construction(backend: ax.Backend, tmp_path) -> None:
+    """As Keras builds a model whose input shape it knows: weights, summary, save and
+    gradient checks work before any fit."""
+    for net in (net_for(backend, dtype="float64"),
+                ax.Network([ax.Dense(6, "relu", input_size=4), ax.Dense(3, "softmax")], backend=backend,
+                           seed=0, dtype="float64")):
+        assert net.built and [w.shape for w in net.get_weights()] == [(4, 6), (6,), (6, 3), (3,)]
+        assert "Total params: 51" in net.summary(print_fn=None)
+        net.save(tmp_path / "fresh.npz")
+        for a, b in zip(ax.load(tmp_path / "fresh.npz", backend=backend).get_weights(), net.get_weights(),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+        x, y = data(5)
+        assert ax.check_gradients(net, x, y) < 1e-6
+    unknown = ax.Network([ax.Dense(6, "relu"), ax.Dense(3, "softmax")], backend=backend, seed=0)
+    assert not unknown.built
+
+
+def test_adding_to_a_fresh_network_draws_the_weights_of_one_built_at_once(backend: ax.Backend) -> None:
+    at_once = net_for(backend)
+    step_by_step = ax.Network([ax.Dense(6, "relu")], input_size=4, backend=backend, seed=0)
+    assert step_by_step.built
+    step_by_step.add(ax.Dense(3, "softmax"))
+    assert step_by_step.built
+    for a, b in zip(at_once.get_weights(), step_by_step.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x, y = data()
+    step_by_step.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(RuntimeError, match="cannot add layers to a built network"):
+        step_by_step.add(ax.Dense(2))
+    given = net_for(backend)
+    given.set_weights([w + 1.0 for w in given.get_weights()])
+    with pytest.raises(RuntimeError, match="cannot add layers to a built network"):
+        given.add(ax.Dense(2))  # the weights the user set are never redrawn
