@@ -239,6 +239,8 @@ def test_kill_9_during_a_save_keeps_the_previous_backup(backend: ax.Backend, tmp
     assert begun(out) == list(range(max(kill_save - 1, 0), EPOCHS))
     assert_same_results(results(out), want)
     assert not path.exists()
+    # what may stay: the killed save's half-written temporary file (nothing removes it)
+    assert not backup.exists() or all(p.name.endswith(".tmp") for p in backup.iterdir())
 
 
 # ------------------------------------------------------------------------------ in process, every backend
@@ -707,6 +709,15 @@ def test_a_backup_without_a_callbacks_state_is_refused(backend: ax.Backend, data
     fit_expecting(backend, data, backup, ValueError, "EarlyStopping/0")
 
 
+BUG_RESTORE_ORDER = pytest.mark.xfail(
+    strict=True,
+    reason="library bug: BackupAndRestore.restore (anyxp/backup.py) sets the weights, optimizer state and RNG "
+    "before _set_history and the callbacks' set_state/_decode check the training state, and set_state does not "
+    "check its values: a bad state leaves the network changed (or is accepted, or raises a bare TypeError)",
+)
+
+
+@BUG_RESTORE_ORDER
 def test_a_callback_state_naming_a_missing_array_is_refused(backend: ax.Backend, data, tmp_path: Path) -> None:
     backup = tmp_path / "backup"
     path = crashed_backup(backend, data, backup)
@@ -718,6 +729,7 @@ def test_a_callback_state_naming_a_missing_array_is_refused(backend: ax.Backend,
     fit_expecting(backend, data, backup, ValueError, "ghost")
 
 
+@BUG_RESTORE_ORDER
 @pytest.mark.parametrize("state", [{"wait": "abc"}, {"best": "high"}, {"wait": None}, {"best_epoch": "x"}],
                          ids=["wait-string", "best-string", "wait-null", "best-epoch-string"])
 def test_a_hostile_callback_state_is_refused_before_any_change(backend: ax.Backend, data, tmp_path: Path,
@@ -729,9 +741,10 @@ def test_a_hostile_callback_state_is_refused_before_any_change(backend: ax.Backe
         header["training"]["callbacks"][0]["config"].update(state)
 
     rewrite(path, change)
-    fit_expecting(backend, data, backup, ValueError, "")
+    fit_expecting(backend, data, backup, ValueError, "EarlyStopping")
 
 
+@BUG_RESTORE_ORDER
 def test_history_of_unequal_lengths_is_refused_before_any_change(backend: ax.Backend, data, tmp_path: Path) -> None:
     backup = tmp_path / "backup"
     path = crashed_backup(backend, data, backup)
@@ -819,6 +832,8 @@ class CrashAtTrainEnd(ax.Callback):
         raise Crashed("crash at the end")
 
 
+@pytest.mark.xfail(strict=True, reason="library bug: the backup does not hold net.stop_training (anyxp/backup.py "
+                   "save/restore): a fit resumed after the stopping epoch's backup trains one more epoch")
 def test_a_crash_after_early_stopping_stopped_does_not_train_on(backend: ax.Backend, data, tmp_path: Path) -> None:
     (x, y), val = data
 
@@ -837,18 +852,22 @@ def test_a_crash_after_early_stopping_stopped_does_not_train_on(backend: ax.Back
     assert (backup / BACKUP_FILE).is_file()
     net = make_net(backend)
     history, stop, seen = fit(net, backup)
+    assert stop.stopped_epoch == ref_stop.stopped_epoch
     assert seen.epochs == []  # the fit had stopped: nothing more to train
     assert history.epoch == ref_history.epoch
     for a, b in zip(net.get_weights(), ref.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.xfail(strict=True, reason="library bug: ModelCheckpoint.get_state (anyxp/callbacks.py) leaves out "
+                   "_batches_since_save, and on_train_begin resets it: the resumed fit saves at other batches")
 def test_model_checkpoint_every_n_batches_keeps_its_rhythm(backend: ax.Backend, data, tmp_path: Path) -> None:
     """save_freq=5 with 8 batches an epoch: the resumed fit saves at the same batches."""
     (x, y), _ = data
 
     def fit(folder: Path, backup: Path, *extra: ax.Callback) -> None:
-        ckpt = ax.ModelCheckpoint(folder / "ck-{epoch}-{batch}.npz", save_freq=5)
+        folder.mkdir(exist_ok=True)
+        ckpt = ax.ModelCheckpoint(folder / "ck-{epoch}-{loss:.5f}.npz", save_freq=5)
         make_net(backend).fit(x, y, epochs=4, batch_size=16, callbacks=[*extra, ckpt, ax.BackupAndRestore(backup)],
                               verbose=0)
 
