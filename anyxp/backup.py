@@ -51,10 +51,13 @@ class BackupAndRestore(Callback):
             raise ValueError(f"BackupAndRestore: backup_dir {self.backup_dir} is a file, not a folder")
         if self._main:
             self.backup_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.backup_dir.glob(".anyxp-*.tmp"):  # a save killed half-way
+                stale.unlink(missing_ok=True)
 
     def restore(self, callbacks: list[Callback], default: int) -> int:
         """Read the backup (if there is one) into the network and ``callbacks`` (the
-        first is the fit's `History`); the epoch to start at."""
+        first is the fit's `History`); the epoch to start at. Everything is read and
+        checked before the network changes."""
         if not self.path.exists():
             return default
         net = self.network
@@ -62,12 +65,19 @@ class BackupAndRestore(Callback):
         if training is None:
             raise ValueError(f"BackupAndRestore: {self.path} is a checkpoint without training state")
         _check_same_network(net, saved, self.path)
-        states = _callback_states(callbacks)
-        found = {entry["class"]: entry["config"] for entry in training.header["callbacks"]}
-        for key in states:  # all checked before anything changes
-            if key not in found:
-                raise ValueError(f"BackupAndRestore: {self.path} holds no state for {key}; "
-                                 "was it written by a fit with other callbacks?")
+        try:
+            history = _history_from(training.header["history"])
+            states = _callback_states(callbacks)
+            found = {entry["class"]: entry["config"] for entry in training.header["callbacks"]}
+            for key, callback in states.items():
+                if key not in found:
+                    raise ValueError(f"it holds no state for {key}; was it written by a fit with other callbacks?")
+                try:
+                    callback.set_state({name: _decode(value, training.arrays) for name, value in found[key].items()})
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"BackupAndRestore: {self.path}: {exc}") from None
         net.set_weights(saved.get_weights())
         with net.backend.activate():
             state = {k: to_numpy(v) for k, v in saved.optimizer.state_arrays().items()}
@@ -75,9 +85,9 @@ class BackupAndRestore(Callback):
         if isinstance(net.optimizer.learning_rate, float):  # as ReduceLROnPlateau... left it
             net.optimizer.lr = saved.optimizer.lr
         net.rng.bit_generator.state = saved.rng.bit_generator.state
-        _set_history(callbacks[0], training.header["history"])
-        for key, callback in states.items():
-            callback.set_state({name: _decode(value, training.arrays) for name, value in found[key].items()})
+        callbacks[0].epoch, callbacks[0].history = history  # type: ignore[attr-defined]
+        if training.header["stopped"]:  # a callback had stopped training: it stays stopped
+            return max(default, self.params["epochs"])
         return int(training.header["epoch"]) + 1
 
     def save(self, epoch: int, callbacks: list[Callback]) -> None:
@@ -88,7 +98,8 @@ class BackupAndRestore(Callback):
         entries = [{"class": key, "config": _encode(key, cb.get_state(), arrays)}
                    for key, cb in _callback_states(callbacks).items()]
         history: History = callbacks[0]  # type: ignore[assignment]
-        header = {"epoch": epoch, "callbacks": entries, "history": _history_json(history)}
+        header = {"epoch": epoch, "stopped": bool(self.network.stop_training), "callbacks": entries,
+                  "history": _history_json(history)}
         save(self.network, self.path, TrainingState(header, arrays))
 
     def on_train_end(self, logs: Logs | None = None) -> None:
@@ -134,6 +145,8 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         if name not in arrays:
             raise ValueError(f"BackupAndRestore: the backup names an array {name!r} it does not hold")
         return arrays[name]
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
     return value
 
 
@@ -142,14 +155,15 @@ def _history_json(history: History) -> dict[str, Any]:
     return {"epoch": list(history.epoch), **{f"value/{k}": v for k, v in values.items()}}
 
 
-def _set_history(history: Callback, saved: dict[str, list[Any]]) -> None:
+def _history_from(saved: dict[str, list[Any]]) -> tuple[list[int], dict[str, list[float]]]:
+    """The saved history's epochs and curves (checked: every curve as long as the epochs)."""
     epochs = saved.get("epoch", [])
+    if not all(isinstance(e, int) and e >= 0 for e in epochs):
+        raise ValueError("its history's epochs are not integers >= 0")
     values = {k.removeprefix("value/"): v for k, v in saved.items() if k.startswith("value/")}
     if any(len(v) != len(epochs) for v in values.values()):
-        raise ValueError("BackupAndRestore: the backup's history has curves of different lengths")
-    assert isinstance(history, History)
-    history.epoch = [int(e) for e in epochs]
-    history.history = {k: [math.nan if v is None else float(v) for v in vals] for k, vals in values.items()}
+        raise ValueError("its history has curves of different lengths")
+    return list(epochs), {k: [math.nan if v is None else float(v) for v in vals] for k, vals in values.items()}
 
 
 def _check_same_network(net: Network, saved: Network, path: Path) -> None:

@@ -121,9 +121,9 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         value = (logs or {}).get(self.monitor)
-        if value is None or math.isnan(value):
+        if value is None:
             return
-        if improved(self.mode, value, self.best, self.min_delta):
+        if improved(self.mode, value, self.best, self.min_delta):  # NaN never improves (as in Keras)
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 self.best_weights = self.network.snapshot_parameters()
@@ -145,9 +145,14 @@ class EarlyStopping(Callback):
                 "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.best, self.wait = float(state["best"]), int(state["wait"])
-        self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        best, wait = _state_value(state, "best", float), _state_value(state, "wait", int)
+        best_epoch = _state_value(state, "best_epoch", int, optional=True)
+        stopped_epoch = _state_value(state, "stopped_epoch", int, optional=True)
         weights = state.get("best_weights")
+        if weights is not None and (not hasattr(weights, "shape") or tuple(weights.shape) !=
+                                    (self.network.num_parameters,)):
+            raise ValueError("EarlyStopping's best_weights are not the network's parameters")
+        self.best, self.wait, self.best_epoch, self.stopped_epoch = best, wait, best_epoch, stopped_epoch
         self.best_weights = None if weights is None else self.network.backend.asarray(
             weights, dtype=self.network.dtype)
 
@@ -218,7 +223,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = (logs or {}).get(self.monitor)
-        if current is None or math.isnan(current):
+        if current is None:
             return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
@@ -240,8 +245,8 @@ class ReduceLROnPlateau(Callback):
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.best = float(state["best"])
-        self.wait, self.cooldown_counter = int(state["wait"]), int(state["cooldown_counter"])
+        best, wait = _state_value(state, "best", float), _state_value(state, "wait", int)
+        self.best, self.wait, self.cooldown_counter = best, wait, _state_value(state, "cooldown_counter", int)
 
 
 class ModelCheckpoint(Callback):
@@ -285,12 +290,19 @@ class ModelCheckpoint(Callback):
             require_monitor(type(self).__name__, self.monitor, self.params)
         self._main = self.params.get("is_main_process", True)
         self._batches_since_save = 0
-        self.filepath_for(0, {name: 0.0 for name in self.params.get("metrics", [])})  # a bad pattern fails now
+        # a bad pattern fails now, not at the first save: the keys the logs will hold
+        names = self.params.get("metrics", [])
+        if self.save_freq == "epoch":
+            self.filepath_for(0, dict.fromkeys([*names, "learning_rate"], 0.0))
+        else:  # batch logs: no validation values, no learning rate
+            self.filepath_for(0, dict.fromkeys([n for n in names if not n.startswith("val_")], 0.0), 0)
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        if self.save_freq == "epoch":
+            return
         self._batches_since_save += 1
         if self._batches_since_save >= self.save_freq:
             self._batches_since_save = 0
@@ -325,10 +337,11 @@ class ModelCheckpoint(Callback):
                 print(f"\nEpoch {epoch + 1}: saving model to {path}")
 
     def get_state(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "batches_since_save": self._batches_since_save}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.best = float(state["best"])
+        best, batches = _state_value(state, "best", float), _state_value(state, "batches_since_save", int)
+        self.best, self._batches_since_save = best, batches
 
 
 def monitor_mode(monitor: str, mode: str) -> str:
@@ -358,6 +371,19 @@ def require_monitor(who: str, monitor: str, params: dict[str, Any]) -> None:
             f"{who} monitors {monitor!r}, which this fit does not compute; available: {', '.join(available)}"
             + (" (pass validation_data or validation_split for val_ metrics)" if monitor.startswith("val_") else "")
         )
+
+
+def _state_value(state: dict[str, Any], key: str, kind: type, optional: bool = False) -> Any:
+    """``state[key]`` as a ``kind`` (float: a number or "inf"/"-inf"/"nan"; int: >= 0),
+    or a ValueError naming it."""
+    value = state.get(key)
+    if value is None and optional:
+        return None
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"the saved state {key!r} is {value!r}, expected {'a number' if kind is float else 'a count'}")
 
 
 def _require_settable_rate(who: str, network: Network) -> None:

@@ -600,7 +600,7 @@ def _check_fields(header: dict[str, Any]) -> None:
 def _check_training(training: dict[str, Any]) -> None:
     """The training state's JSON (its meaning is `BackupAndRestore`'s to check): known
     fields of JSON scalars, histories of numbers, a few well-named arrays."""
-    known = {"epoch": "natural", "history": "dict", "callbacks": "list", "arrays": "list"}
+    known = {"epoch": "natural", "stopped": "bool", "history": "dict", "callbacks": "list", "arrays": "list"}
     for key in training:
         if key not in known:
             raise _bad(f"training.{key[:100]}", "is not a field of an anyxp checkpoint")

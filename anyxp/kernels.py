@@ -47,17 +47,17 @@ def clip_kernel(opt: Optimizer) -> Callable[[], None] | None:
         return None
     lib = backend.library
     if opt.clipvalue is not None:
-        limit = opt.clipvalue
 
         def clip_values() -> None:
             for g in opt.grads:
-                lib.clip(g, -limit, limit, out=g)
+                lib.clip(g, -opt.clipvalue, opt.clipvalue, out=g)
 
         return clip_values
-    groups = [[g] for g in opt._tensor_grads] if opt.clipnorm is not None else [opt.grads]
-    limit = opt.clipnorm if opt.clipnorm is not None else opt.global_clipnorm
+    per_tensor = opt.clipnorm is not None
+    groups = [[g] for g in opt._tensor_grads] if per_tensor else [opt.grads]
 
     def clip_norms() -> None:
+        limit = opt.clipnorm if per_tensor else opt.global_clipnorm
         for group in groups:
             norm = math.sqrt(sum(float(lib.dot(g, g)) for g in group))
             scale = limit / (norm + CLIP_EPS)

@@ -164,9 +164,9 @@ class Optimizer:
                 g[...] = xp.minimum(xp.maximum(g, -self.clipvalue), self.clipvalue)
         elif self.clipnorm is not None:
             for g in self._tensor_grads:
-                g *= _clip_scale(xp, xp.vecdot(g, g), self.clipnorm)
-        else:
-            total = sum(xp.vecdot(g, g) for g in self.grads)
+                g *= _clip_scale(xp, xp.sum(g * g), self.clipnorm)
+        else:  # sum(g * g): pairwise sums (vecdot adds one term after another in float32)
+            total = sum(xp.sum(g * g) for g in self.grads)
             scale = _clip_scale(xp, total, self.global_clipnorm)
             for g in self.grads:
                 g *= scale
@@ -195,6 +195,8 @@ class Optimizer:
                 raise ValueError(f"optimizer state {key!r} has shape {tuple(value.shape)}, expected {tuple(buf.shape)}")
             buf[...] = value
         self.steps = int(steps)
+        if not isinstance(self.learning_rate, float):  # the rate of the last update, as before the save
+            self._lr = _scheduled(self.learning_rate, max(self.steps - 1, 0))
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments; a schedule as ``{"schedule": name, "config": {...}}``

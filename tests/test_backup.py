@@ -709,15 +709,6 @@ def test_a_backup_without_a_callbacks_state_is_refused(backend: ax.Backend, data
     fit_expecting(backend, data, backup, ValueError, "EarlyStopping/0")
 
 
-BUG_RESTORE_ORDER = pytest.mark.xfail(
-    strict=True,
-    reason="library bug: BackupAndRestore.restore (anyxp/backup.py) sets the weights, optimizer state and RNG "
-    "before _set_history and the callbacks' set_state/_decode check the training state, and set_state does not "
-    "check its values: a bad state leaves the network changed (or is accepted, or raises a bare TypeError)",
-)
-
-
-@BUG_RESTORE_ORDER
 def test_a_callback_state_naming_a_missing_array_is_refused(backend: ax.Backend, data, tmp_path: Path) -> None:
     backup = tmp_path / "backup"
     path = crashed_backup(backend, data, backup)
@@ -729,7 +720,6 @@ def test_a_callback_state_naming_a_missing_array_is_refused(backend: ax.Backend,
     fit_expecting(backend, data, backup, ValueError, "ghost")
 
 
-@BUG_RESTORE_ORDER
 @pytest.mark.parametrize("state", [{"wait": "abc"}, {"best": "high"}, {"wait": None}, {"best_epoch": "x"}],
                          ids=["wait-string", "best-string", "wait-null", "best-epoch-string"])
 def test_a_hostile_callback_state_is_refused_before_any_change(backend: ax.Backend, data, tmp_path: Path,
@@ -744,7 +734,6 @@ def test_a_hostile_callback_state_is_refused_before_any_change(backend: ax.Backe
     fit_expecting(backend, data, backup, ValueError, "EarlyStopping")
 
 
-@BUG_RESTORE_ORDER
 def test_history_of_unequal_lengths_is_refused_before_any_change(backend: ax.Backend, data, tmp_path: Path) -> None:
     backup = tmp_path / "backup"
     path = crashed_backup(backend, data, backup)
@@ -832,8 +821,6 @@ class CrashAtTrainEnd(ax.Callback):
         raise Crashed("crash at the end")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: the backup does not hold net.stop_training (anyxp/backup.py "
-                   "save/restore): a fit resumed after the stopping epoch's backup trains one more epoch")
 def test_a_crash_after_early_stopping_stopped_does_not_train_on(backend: ax.Backend, data, tmp_path: Path) -> None:
     (x, y), val = data
 
@@ -859,8 +846,6 @@ def test_a_crash_after_early_stopping_stopped_does_not_train_on(backend: ax.Back
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: ModelCheckpoint.get_state (anyxp/callbacks.py) leaves out "
-                   "_batches_since_save, and on_train_begin resets it: the resumed fit saves at other batches")
 def test_model_checkpoint_every_n_batches_keeps_its_rhythm(backend: ax.Backend, data, tmp_path: Path) -> None:
     """save_freq=5 with 8 batches an epoch: the resumed fit saves at the same batches."""
     (x, y), _ = data

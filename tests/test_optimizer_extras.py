@@ -5,6 +5,7 @@ their errors, their survival through save/load and pickling, and their host sync
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import pickle
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 from conftest import count_host_syncs
 
 import anyxp as ax
+from anyxp.backend import PARALLEL_MIN_ELEMENTS, Backend
 from anyxp.schedules import CosineDecay, ExponentialDecay, PiecewiseConstantDecay
 
 EPOCHS, BATCH, SAMPLES = 2, 16, 40  # batches of 16, 16 and 8: 3 updates per epoch
@@ -130,6 +132,61 @@ def test_clipping_changes_the_result(backend: ax.Backend) -> None:
     for i in range(len(results)):
         for j in range(i):
             assert not np.allclose(results[i], results[j], rtol=1e-6, atol=0), (i, j)
+
+
+@pytest.mark.on_device
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("clip", list(CLIPS))
+def test_fast_clipping_agrees_with_the_array_api_reference(backend: ax.Backend, clip: str, dtype: str) -> None:
+    """The backend's clipping kernel (NumPy's) against the pure Array API clipping, on one
+    flat buffer of four tensors (one big enough to be split into chunks), some over the
+    limit and some under; the tensors under it are left exactly as they were."""
+    sizes = [30, 5, 2 * PARALLEL_MIN_ELEMENTS + 17, 3]
+    scales = [0.01, 4.0, 1e-4, 0.2]  # norms about 0.06, 2-10, 0.04, 0.3-0.6
+    rng = np.random.default_rng(2)
+    p0 = rng.normal(size=sum(sizes))
+    grads = [np.concatenate([s * rng.normal(size=n) for s, n in zip(scales, sizes, strict=True)]) for _ in range(2)]
+    bounds = np.cumsum([0, *sizes])
+    results = []
+    for fast in (True, False):
+        variant = Backend(backend.name, backend.library, backend.device, fast_kernels=fast)
+        dt = variant.float_dtype(dtype)
+        p, g = variant.asarray(p0.copy(), dtype=dt), variant.xp.zeros((sum(sizes),), dtype=dt, device=variant.device)
+        opt = ax.SGD(lr=1.0, **{clip: 1.0})
+        opt.setup([p], [g], variant, tensors=[g[int(a) : int(b)] for a, b in itertools.pairwise(bounds)])
+        clipped = []
+        for grad in grads:
+            g[...] = variant.asarray(grad, dtype=dt)
+            opt.step()
+            clipped.append(np.array(variant.to_numpy(g)))
+        results.append((np.array(variant.to_numpy(p)), clipped))
+    (p_fast, g_fast), (p_ref, g_ref) = results
+    # float32: the kernel sums the squares with one BLAS dot product, the reference pairwise
+    # (xp.sum(g * g)): the two norms differ in their last digits (about 1e-5 relative)
+    rtol = 1e-12 if dtype == "float64" else 1e-4
+    # a float32 norm of 131,127 squares of very different sizes, summed as a dot product, is
+    # good to about 1e-4 (as torch.linalg.vector_norm's, which torch's clip_grad_norm_ uses)
+    norm_rtol = 1e-10 if dtype == "float64" else 1e-3
+
+    def clipped_norm(raw: np.ndarray) -> float:  # scaled by 1 / (norm + 1e-6), as in torch
+        norm = np.linalg.norm(raw.astype(np.float64))
+        return norm / (norm + 1e-6)
+
+    np.testing.assert_allclose(p_fast, p_ref, rtol=rtol, atol=rtol)
+    for fast_grad, ref_grad, raw in zip(g_fast, g_ref, grads, strict=True):
+        np.testing.assert_allclose(fast_grad, ref_grad, rtol=rtol, atol=rtol)
+        raw = raw.astype(dtype)
+        assert not np.allclose(ref_grad, raw)
+        if clip == "clipnorm":  # tensors 0, 2, 3 are untouched, tensor 1 is brought to the limit
+            for i in (0, 2, 3):
+                np.testing.assert_array_equal(ref_grad[bounds[i] : bounds[i + 1]], raw[bounds[i] : bounds[i + 1]])
+                np.testing.assert_array_equal(fast_grad[bounds[i] : bounds[i + 1]], raw[bounds[i] : bounds[i + 1]])
+            assert np.linalg.norm(ref_grad[bounds[1] : bounds[2]]) == pytest.approx(
+                clipped_norm(raw[bounds[1] : bounds[2]]), rel=norm_rtol)
+        elif clip == "global_clipnorm":
+            assert np.linalg.norm(ref_grad.astype(np.float64)) == pytest.approx(clipped_norm(raw), rel=norm_rtol)
+        else:
+            assert np.abs(ref_grad).max() == 1.0
 
 
 @pytest.mark.parametrize("clip", list(CLIPS))
