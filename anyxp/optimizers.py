@@ -38,6 +38,9 @@ class Optimizer:
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
+    clipvalue: float | None
+    clipnorm: float | None
+    global_clipnorm: float | None
 
     def __init__(
         self,
@@ -52,14 +55,12 @@ class Optimizer:
         rate = self.learning_rate
         self._lr = rate if isinstance(rate, float) else _scheduled(rate, 0)
         self.weight_decay = as_real(weight_decay, "weight_decay", minimum=0)
-        given = {k: v for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm),
-                                   ("global_clipnorm", global_clipnorm)) if v is not None}
+        clips = {"clipvalue": clipvalue, "clipnorm": clipnorm, "global_clipnorm": global_clipnorm}
+        given = [name for name, value in clips.items() if value is not None]
         if len(given) > 1:
             raise ValueError(f"pass at most one of clipvalue, clipnorm and global_clipnorm, got {', '.join(given)}")
-        self.clipvalue, self.clipnorm, self.global_clipnorm = (
-            None if v is None else as_real(v, k, minimum=0, open_min=True)
-            for k, v in (("clipvalue", clipvalue), ("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm))
-        )
+        for name, value in clips.items():
+            setattr(self, name, None if value is None else as_real(value, name, minimum=0, open_min=True))
         self.steps = 0
         self.backend: Backend | None = None
         self.params: list[Any] = []

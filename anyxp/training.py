@@ -299,9 +299,7 @@ class _Loop:
         # the loss sum, the metrics' statistics and one check that every weight is finite,
         # in one transfer: the loss of a step is computed before its update, so the last
         # update of an epoch (or the only one of a full batch) can blow up with every loss finite
-        targets = data.t if order is None else net.xp.take(data.t, order, axis=0)
-        weights = data.w if order is None or data.w is None else net.xp.take(data.w, order, axis=0)
-        loss_sum, (stats, sizes) = outputs.totals(targets, weights)
+        loss_sum, (stats, sizes) = outputs.totals(data, order)
         loss_total, finite, *stat_values = _to_host(net, [loss_sum, _all_finite(net), *stats], comm)
         logs = {"loss": loss_total / data.n, **_finish_metrics(net, stat_values, sizes)}
         weights_finite = finite == (1 if comm is None else comm.size)
@@ -349,14 +347,17 @@ class _EpochOutputs:
         if self.outputs is not None:
             self.outputs[a:z, ...] = out
 
-    def totals(self, targets: Any, weights: Any) -> tuple[Any, tuple[list[Any], list[int]]]:
-        """The loss sum and the metrics' statistics (device arrays, and their sizes)."""
-        if self.outputs is None:
-            return self.xp.sum(self.losses), ([], [])
-        outputs = self.outputs
+    def totals(self, data: DeviceData, order: Any) -> tuple[Any, tuple[list[Any], list[int]]]:
+        """The loss sum and the metrics' statistics (device arrays, and their sizes) of
+        the epoch over ``data`` taken in ``order``."""
+        xp, outputs = self.xp, self.outputs
+        if outputs is None:
+            return xp.sum(self.losses), ([], [])
+        targets = data.t if order is None else xp.take(data.t, order, axis=0)
+        weights = data.w if order is None or data.w is None else xp.take(data.w, order, axis=0)
         if self.comm is not None:  # every rank gets every rank's rows
             self.comm.allreduce_sum_(outputs)
-        return self.xp.sum(self.losses), _metric_statistics(self.net, outputs, targets, weights, self.comm)
+        return xp.sum(self.losses), _metric_statistics(self.net, outputs, targets, weights, self.comm)
 
 
 def _metric_statistics(
@@ -364,8 +365,8 @@ def _metric_statistics(
 ) -> tuple[list[Any], list[int]]:
     """Each metric's statistics over the outputs (probabilities: the loss's link is
     applied to logits), as a list of one 1-D device array (none without metrics), and
-    how many each metric has. Data-parallel, every rank holds them all and only rank 0's count in the sum the
-    transfer makes."""
+    how many each metric has. Data-parallel, every rank holds them all, and only rank 0's
+    count in the sum the transfer makes."""
     if not net.metrics:
         return [], []
     xp = net.xp
