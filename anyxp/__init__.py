@@ -8,7 +8,23 @@ The same code trains on NumPy (CPU), CuPy (CUDA GPU), PyTorch or array-api-stric
 """
 
 from . import schedules
-from .activations import ELU, GELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    SELU,
+    Activation,
+    HardSigmoid,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .backend import Backend, BackendStatus, available_backends, get_backend
 from .backup import BackupAndRestore
 from .base import Layer
@@ -31,9 +47,10 @@ from .errors import (
 )
 from .gradcheck import check_gradients
 from .layers import Dense, Dropout
-from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Huber, KLDivergence, Loss, Poisson
 from .metrics import Metric, TopKAccuracy, accuracy, confusion_matrix
 from .network import Network
+from .normalization import BatchNorm, LayerNorm
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
@@ -55,6 +72,7 @@ __all__ = [
     "GELU",
     "MAE",
     "MSE",
+    "SELU",
     "SGD",
     "Activation",
     "Adam",
@@ -65,6 +83,7 @@ __all__ = [
     "BackendStatus",
     "BackendUnavailableError",
     "BackupAndRestore",
+    "BatchNorm",
     "BinaryCrossEntropy",
     "CSVLogger",
     "Callback",
@@ -73,19 +92,27 @@ __all__ = [
     "Dense",
     "Dropout",
     "EarlyStopping",
+    "HardSigmoid",
     "History",
+    "Huber",
     "Identity",
+    "KLDivergence",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "LearningRateScheduler",
+    "LogSoftmax",
     "Loss",
     "Metric",
+    "Mish",
     "ModelCheckpoint",
     "Network",
     "Optimizer",
+    "Poisson",
     "RMSprop",
     "ReLU",
     "ReduceLROnPlateau",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Softplus",

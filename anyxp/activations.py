@@ -191,11 +191,114 @@ class Softplus(Activation):
     name = "softplus"
 
     def apply(self, z: Any) -> Any:
-        xp = self.xp
-        return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+        return softplus(self.xp, z)
 
     def derivative(self, z: Any, a: Any, da: Any) -> Any:
         return da * sigmoid(self.xp, z)
+
+
+class SiLU(Activation):
+    """f(x) = x * sigmoid(x) (``"silu"``, also named ``"swish"``), with the overflow-free
+    sigmoid below: finite value and gradient for any finite x."""
+
+    name = "silu"
+
+    def apply(self, z: Any) -> Any:
+        return z * sigmoid(self.xp, z)
+
+    def derivative(self, z: Any, a: Any, da: Any) -> Any:
+        # s + z * s * (1 - s) = s + a * (1 - s): no product of z with a huge factor
+        s = sigmoid(self.xp, z)
+        slope = 1.0 - s
+        slope *= a
+        slope += s
+        return da * slope
+
+
+# PyTorch's (and Keras's) constants of Klambauer et al. (2017)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class SELU(Activation):
+    """f(x) = scale * x for x > 0, scale * alpha * (exp(x) - 1) otherwise (self-normalising
+    with `lecun_normal` weights, the default of ``Dense(units, "selu")``)."""
+
+    name = "selu"
+
+    def apply(self, z: Any) -> Any:
+        xp = self.xp
+        negative = xp.expm1(xp.minimum(z, 0.0))
+        negative *= SELU_SCALE * SELU_ALPHA
+        return negative + SELU_SCALE * xp.maximum(z, 0.0)
+
+    def derivative(self, z: Any, a: Any, da: Any) -> Any:
+        # scale for z > 0, scale * alpha * exp(z) otherwise (as PyTorch's, also at z = 0)
+        xp = self.xp
+        slope = xp.exp(xp.minimum(z, 0.0))
+        slope *= SELU_SCALE * SELU_ALPHA
+        return xp.where(z > 0, da * SELU_SCALE, da * slope)
+
+
+class Mish(Activation):
+    """f(x) = x * tanh(softplus(x)), with softplus as max(x, 0) + log1p(exp(-|x|))."""
+
+    name = "mish"
+
+    def apply(self, z: Any) -> Any:
+        return z * self.xp.tanh(softplus(self.xp, z))
+
+    def derivative(self, z: Any, a: Any, da: Any) -> Any:
+        # tanh(sp) + z * sigmoid(z) * (1 - tanh(sp)^2), sp = softplus(z), sp' = sigmoid(z)
+        xp = self.xp
+        t = xp.tanh(softplus(xp, z))
+        slope = t * t
+        slope -= 1.0
+        slope *= sigmoid(xp, z)
+        slope *= z  # z times 0 where |z| is huge: tanh(sp) = 1 or sigmoid(z) = 0 exactly
+        return da * (t - slope)
+
+
+class HardSigmoid(Activation):
+    """f(x) = relu6(x + 3) / 6 = min(max(x / 6 + 1/2, 0), 1): Keras 3's (and PyTorch's)
+    definition; Keras 2's was 0.2 * x + 0.5 clipped to [0, 1]. The derivative is 1/6
+    for -3 < x < 3 and 0 elsewhere (0 at x = +-3, as PyTorch's; PyTorch's float64
+    backward multiplies by float32(1/6), 3e-8 off, where this one is exact)."""
+
+    name = "hard_sigmoid"
+
+    def apply(self, z: Any) -> Any:
+        xp = self.xp
+        a = xp.minimum(xp.maximum(z + 3.0, 0.0), 6.0)
+        a /= 6.0
+        return a
+
+    def derivative(self, z: Any, a: Any, da: Any) -> Any:
+        slope = self.xp.astype(self.xp.abs(z) < 3.0, da.dtype)
+        slope /= 6.0
+        return da * slope
+
+
+class LogSoftmax(Activation):
+    """log(softmax(x)) over the last axis: x - max(x) - log(sum(exp(x - max(x))))."""
+
+    name = "log_softmax"
+
+    def apply(self, z: Any) -> Any:
+        xp = self.xp
+        shifted = z - xp.max(z, axis=-1, keepdims=True)
+        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+        return shifted
+
+    def derivative(self, z: Any, a: Any, da: Any) -> Any:
+        # da - softmax(z) * sum(da), with softmax(z) = exp(a) <= 1
+        xp = self.xp
+        return da - xp.exp(a) * xp.sum(da, axis=-1, keepdims=True)
+
+
+def softplus(xp: Any, z: Any) -> Any:
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
 def sigmoid(xp: Any, z: Any) -> Any:
@@ -217,6 +320,12 @@ ACTIVATIONS: dict[str, type[Activation]] = {
     "gelu": GELU,
     "elu": ELU,
     "softplus": Softplus,
+    "silu": SiLU,
+    "swish": SiLU,
+    "selu": SELU,
+    "mish": Mish,
+    "hard_sigmoid": HardSigmoid,
+    "log_softmax": LogSoftmax,
 }
 
 

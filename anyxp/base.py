@@ -14,11 +14,14 @@ class Layer:
 
     Subclasses implement `forward` and `backward` side by side. Parameters are
     attributes named in ``param_names``; their gradients live beside them as
-    ``grad_<name>``, overwritten by each `backward`. A `Network` may re-home both into
+    ``grad_<name>``, overwritten by each `backward`. Non-trainable state (BatchNorm's
+    running statistics) is named in ``state_names``: saved, moved and restored with the
+    parameters, never touched by the optimizer. A `Network` may re-home all of them into
     flat buffers (views), so a layer never replaces them, it only writes into them.
     """
 
     param_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.built = False
@@ -40,13 +43,27 @@ class Layer:
             array = backend.asarray(value, dtype=dtype)
             setattr(self, name, array)
             setattr(self, "grad_" + name, self.xp.zeros_like(array))
+        for name, value in self.initial_state(self.input_size).items():
+            setattr(self, name, backend.asarray(value, dtype=dtype))
         self.built = True
 
     def compute_output_size(self, input_size: int) -> int:
         return input_size
 
+    def size_for(self, input_size: int) -> tuple[int, int]:
+        """How many parameters and non-trainable values this layer has for inputs of
+        ``input_size`` features, without building it (a checkpoint's size is bounded by
+        this before anything is allocated). Layers with parameters define it."""
+        if self.param_names or self.state_names:
+            raise ValueError(f"cannot bound the size of a {type(self).__name__} layer: define its size_for()")
+        return 0, 0
+
     def initial_parameters(self, input_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Host (NumPy float64) initial values of the parameters, by name."""
+        return {}
+
+    def initial_state(self, input_size: int) -> dict[str, np.ndarray]:
+        """Host initial values of the non-trainable state, by name (``state_names``)."""
         return {}
 
     # -- computing -----------------------------------------------------------------------
@@ -81,9 +98,20 @@ class Layer:
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return {n: tuple(getattr(self, n).shape) for n in self.param_names}
 
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes of what `Network.get_weights` returns of this layer: the parameters,
+        then the non-trainable state (as Keras orders them)."""
+        return {n: tuple(getattr(self, n).shape) for n in (*self.param_names, *self.state_names)}
+
     @property
     def num_parameters(self) -> int:
+        """Trainable parameters."""
         return sum(int(np.prod(s)) for s in self.parameter_shapes().values()) if self.built else 0
+
+    @property
+    def num_state(self) -> int:
+        """Non-trainable values (running statistics)."""
+        return sum(int(np.prod(getattr(self, n).shape)) for n in self.state_names) if self.built else 0
 
     # -- configuration -------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -150,7 +150,7 @@ class EarlyStopping(Callback):
         stopped_epoch = _state_value(state, "stopped_epoch", int, optional=True)
         weights = state.get("best_weights")
         if weights is not None and (not hasattr(weights, "shape") or tuple(weights.shape) !=
-                                    (self.network.num_parameters,)):
+                                    (self.network.num_parameters + self.network.num_state,)):
             raise ValueError("EarlyStopping's best_weights are not the network's parameters")
         self.best, self.wait, self.best_epoch, self.stopped_epoch = best, wait, best_epoch, stopped_epoch
         self.best_weights = None if weights is None else self.network.backend.asarray(

@@ -51,7 +51,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from . import activations, layers
+from . import activations, layers, normalization
 from .backend import Backend, get_backend, to_numpy
 from .errors import BackendFallbackWarning, BackendUnavailableError, CheckpointError
 from .losses import LOSSES
@@ -68,6 +68,8 @@ HEADER = "anyxp.json"
 LAYER_TYPES: dict[str, Any] = {
     "Dense": layers.Dense,
     "Dropout": layers.Dropout,
+    "LayerNorm": normalization.LayerNorm,
+    "BatchNorm": normalization.BatchNorm,
     **{cls.__name__: cls for cls in set(activations.ACTIVATIONS.values())},
 }
 
@@ -383,7 +385,7 @@ def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any, traini
         _check_members(names, {f"{HEADER}.npy"})
         _restore_rng(net, header)
         return net
-    weight_shapes = [shape for layer in net.layers for shape in layer.parameter_shapes().values()]
+    weight_shapes = [shape for layer in net.layers for shape in layer.weight_shapes().values()]
     state_shapes = {key: tuple(v.shape) for key, v in net.optimizer.state_arrays().items()}
     expected = {f"{HEADER}.npy"} | {f"weight/{i}.npy" for i in range(len(weight_shapes))}
     expected |= {f"optimizer/{key}.npy" for key in state_shapes}
@@ -395,7 +397,8 @@ def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any, traini
     for key, value in state.items():
         if key.split("/")[0] in NONNEGATIVE_STATE and (value < 0).any():
             raise _bad(f"optimizer/{key}", "holds negative values (it is a mean of squares)")
-    arrays = {name: _read_floats(archive, f"training/{name}", (net.num_parameters,)) for name in training_arrays}
+    snapshot = (net.num_parameters + net.num_state,)  # `Network.snapshot_parameters`
+    arrays = {name: _read_floats(archive, f"training/{name}", snapshot) for name in training_arrays}
     net.set_weights(weights)
     with net.backend.activate():  # CuPy creates arrays on the current device
         net.optimizer.load_state_arrays(state, header["optimizer"]["steps"])
@@ -747,8 +750,8 @@ def _network_from(header: dict[str, Any], backend: Any, file_size: int) -> Netwo
             net.add(layer)
     if not header.get("built", True):
         return net
-    kept = len(header.get("training", {}).get("arrays", []))  # parameter-sized, as the state buffers
-    _check_declared_size(net, len(optimizer.state_names) + kept, file_size)
+    kept = len(header.get("training", {}).get("arrays", []))  # copies of the parameters and state
+    _check_declared_size(net, len(optimizer.state_names), kept, file_size)
     with _constructing("layers"):
         net.build(header["input_size"])
     return net
@@ -764,17 +767,18 @@ def _layer_from(entry: Any, i: int) -> Any:
         return cls.from_config(dict(entry["config"]))
 
 
-def _check_declared_size(net: Network, states: int, file_size: int) -> None:
-    """Refuse a header whose arrays (weights and ``states`` optimizer buffers of the
-    same size) take more bytes than the file holds: `save` stores them uncompressed."""
-    params, size = 0, net.input_size
+def _check_declared_size(net: Network, states: int, kept: int, file_size: int) -> None:
+    """Refuse a header whose arrays (weights, non-trainable state, ``states`` optimizer
+    buffers of the parameters' size and ``kept`` training-state copies of both) take more
+    bytes than the file holds: `save` stores them uncompressed. Counted, not allocated."""
+    params = values = 0
+    size = net.input_size
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, layers.Dense):
-            params += size * layer.units + (layer.units if layer.use_bias else 0)
-            size = layer.units
-        elif layer.param_names:
-            raise _bad(f"layers[{i}]", f"cannot bound the size of a {type(layer).__name__} layer")
-    nbytes = params * (1 + states) * np.dtype(net.dtype_name).itemsize
+        with _constructing(f"layers[{i}]"):
+            count, state = layer.size_for(size)
+            size = layer.compute_output_size(size)
+        params, values = params + count, values + state
+    nbytes = (params * (1 + states) + values + kept * (params + values)) * np.dtype(net.dtype_name).itemsize
     if nbytes > file_size:
         raise _bad("layers", f"declare {params} parameters, {nbytes} bytes of arrays with the optimizer "
                              f"state: more than the whole file ({file_size} bytes)")

@@ -77,11 +77,14 @@ ALIASES = {
     "kaiming_uniform": "he_uniform",
     "lecun": "lecun_normal",
 }
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish")
 
 
 def default_initializer(activation: str) -> str:
-    """He for the ReLU family, Glorot otherwise (as Keras/PyTorch users expect)."""
+    """He for the ReLU family, LeCun normal for SELU (which self-normalises only with it),
+    Glorot otherwise (as Keras/PyTorch users expect)."""
+    if activation == "selu":
+        return "lecun_normal"
     return "he_normal" if activation in RELU_FAMILY else "glorot_uniform"
 
 

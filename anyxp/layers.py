@@ -44,6 +44,9 @@ class Dense(Layer):
     def compute_output_size(self, input_size: int) -> int:
         return self.units
 
+    def size_for(self, input_size: int) -> tuple[int, int]:
+        return input_size * self.units + (self.units if self.use_bias else 0), 0
+
     def initial_parameters(self, input_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         shape = (input_size, self.units)
         params = {"kernel": INITIALIZERS[self.init](rng, input_size, self.units, shape)}

@@ -200,11 +200,23 @@ class Network:
 
     def _flatten_parameters(self) -> None:
         """Re-home every parameter (and gradient) as a view of one flat buffer, so the
-        optimizer updates all of them with a handful of whole-buffer operations."""
+        optimizer updates all of them with a handful of whole-buffer operations; the
+        non-trainable state likewise into a second one (``_state``)."""
         xp, dev = self.xp, self.backend.device
         total = sum(layer.num_parameters for layer in self.layers)
         theta = xp.empty((total,), dtype=self.dtype, device=dev)
         grad = xp.zeros((total,), dtype=self.dtype, device=dev)
+        state = xp.empty((sum(layer.num_state for layer in self.layers),), dtype=self.dtype, device=dev)
+        at = 0
+        for layer in self.layers:
+            for name in layer.state_names:
+                value = getattr(layer, name)
+                count = int(np.prod(value.shape))
+                view = xp.reshape(state[at : at + count], tuple(value.shape))
+                view[...] = value
+                setattr(layer, name, view)
+                at += count
+        self._state = state
         offset = 0
         tensor_grads = []  # each tensor's gradient, a flat view (clipnorm clips each by its norm)
         for layer in self.layers:
@@ -226,17 +238,23 @@ class Network:
     def num_parameters(self) -> int:
         return sum(layer.num_parameters for layer in self.layers)
 
+    @property
+    def num_state(self) -> int:
+        """Non-trainable values (BatchNorm's running statistics)."""
+        return sum(layer.num_state for layer in self.layers)
+
     @_on_device
     def get_weights(self) -> list[np.ndarray]:
-        """Host NumPy copies of the parameters in layer order (kernel, then bias)."""
+        """Host NumPy copies of the weights in layer order: each layer's parameters
+        (kernel, then bias), then its non-trainable state (as Keras orders them)."""
         self._require_built()
-        return [np.array(to_numpy(p)) for layer in self.layers for p in layer.parameters()]
+        return [np.array(to_numpy(getattr(layer, n))) for layer in self.layers for n in layer.weight_shapes()]
 
     @_on_device
     def set_weights(self, weights: Sequence[Any]) -> None:
-        """Load parameters (as from `get_weights`); validated in full before any is written."""
+        """Load weights (as from `get_weights`); validated in full before any is written."""
         self._require_built()
-        targets = [(layer, n) for layer in self.layers for n in layer.param_names]
+        targets = [(layer, n) for layer in self.layers for n in layer.weight_shapes()]
         expected = [(f"{type(layer).__name__} {n}", tuple(getattr(layer, n).shape)) for layer, n in targets]
         arrays = as_weight_list(weights, expected, self.dtype_name)
         self._built_at_construction = False
@@ -245,14 +263,16 @@ class Network:
 
     @_on_device
     def snapshot_parameters(self) -> Any:
-        """A device copy of all parameters (for `restore_parameters`)."""
+        """A device copy of all parameters and non-trainable state, one flat array of
+        ``num_parameters + num_state`` values (for `restore_parameters`)."""
         self._require_built()
-        return self.xp.asarray(self._theta, copy=True)
+        return self.xp.concat([self._theta, self._state])
 
     @_on_device
     def restore_parameters(self, snapshot: Any) -> None:
         self._built_at_construction = False
-        self._theta[...] = snapshot
+        self._theta[...] = snapshot[: self._theta.shape[0]]
+        self._state[...] = snapshot[self._theta.shape[0] :]
 
     @_on_device
     def _snapshot_state(self, into: Any = None) -> tuple[Any, dict[str, Any], int]:
@@ -263,7 +283,8 @@ class Network:
             state = {k: self.xp.asarray(v, copy=True) for k, v in arrays.items()}
             return self.snapshot_parameters(), state, self.optimizer.steps
         theta, state, _ = into
-        theta[...] = self._theta
+        theta[: self._theta.shape[0]] = self._theta
+        theta[self._theta.shape[0] :] = self._state
         for key, value in arrays.items():
             state[key][...] = value
         return theta, state, self.optimizer.steps
@@ -405,7 +426,9 @@ class Network:
         rows = [("Layer", "Output shape", "Params")]
         size = self.input_size
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
+            if layer.built:
+                size = layer.output_size
+            elif isinstance(layer, Dense):
                 size = layer.units
             label = f"{i}: {type(layer).__name__}"
             if isinstance(layer, Dense):
@@ -413,7 +436,7 @@ class Network:
             elif isinstance(layer, Dropout):
                 label += f"({layer.rate})"
             shape = f"(None, {size if size is not None else '?'})"
-            rows.append((label, shape, f"{layer.num_parameters:,}" if layer.built else "?"))
+            rows.append((label, shape, f"{layer.num_parameters + layer.num_state:,}" if layer.built else "?"))
         widths = [max(len(r[c]) for r in rows) for c in range(3)]
         line = "-" * (sum(widths) + 4)
         text = [f'Network "{self.name}"', line]
@@ -421,8 +444,10 @@ class Network:
         text.append(line)
         text += ["  ".join(r[c].ljust(widths[c]) for c in range(3)) for r in rows[1:]]
         text.append(line)
-        params = f"{self.num_parameters:,}" if self.built else "? (not built)"
+        params = f"{self.num_parameters + self.num_state:,}" if self.built else "? (not built)"
         text.append(f"Total params: {params}")
+        if self.built and self.num_state:
+            text.append(f"Trainable params: {self.num_parameters:,}  Non-trainable params: {self.num_state:,}")
         text.append(f"Input size: {self.input_size}  dtype: {self.dtype_name}")
         text.append(f"Loss: {self.loss!r}  Optimizer: {self.optimizer!r}")
         text.append(f"Backend: {self.backend.name} {self.backend.version}  device: {self.backend.device}")

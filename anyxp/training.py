@@ -18,6 +18,7 @@ from .callbacks import Callback, History
 from .distributed import fit_facts, shard
 from .errors import TrainingDivergedError
 from .layers import Dropout
+from .normalization import BatchNorm
 from .progress import Progress
 from .validation import as_bool, as_features, as_int, as_real, as_targets, sample_weights
 
@@ -146,6 +147,7 @@ def fit(
         )
 
     net.build(data.x.shape[1])
+    _check_batch_norm_batches(net, int(data.x.shape[0]), batch_size)
     if comm is not None:  # before any transport is set up: disagreeing ranks all raise, none hangs
         val_n = 0 if val is None else int(val.x.shape[0])
         comm.agree(fit_facts(net, comm, int(data.x.shape[0]), val_n, batch_size, epochs, shuffle))
@@ -160,6 +162,17 @@ def fit(
     # NumPy's floating-point warnings would only be noise before it
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return loop.run()
+
+
+def _check_batch_norm_batches(net: Network, n: int, batch_size: int) -> None:
+    """A BatchNorm cannot train on a batch of one sample (as in PyTorch): say so before
+    the first update, not at the epoch's last batch."""
+    last = n % batch_size or min(n, batch_size)
+    if last == 1 and any(isinstance(layer, BatchNorm) for layer in net.layers):
+        raise ValueError(
+            f"BatchNorm needs more than 1 sample per training batch, and {n} samples in batches of "
+            f"{batch_size} leave a last batch of 1: choose another batch_size (or drop a sample)"
+        )
 
 
 def _verbosity(verbose: Any) -> int:
@@ -394,14 +407,26 @@ def _finish_metrics(net: Network, values: list[float], sizes: list[int]) -> dict
 
 def _sharded_gradients(net: Network, comm: Any, xb: Any, tb: Any, wb: Any, global_size: int) -> tuple[Any, Any]:
     """This rank's share of a global batch's gradient, summed over ranks in one all-reduce
-    of the flat buffer: each rank weighs its shard's mean gradient by shard / batch."""
-    if xb is None:
-        net._grad[...] = 0.0
-        loss_sum, out = None, None
-    else:
-        loss_sum, out = net._forward_backward(xb, tb, wb)
-        if xb.shape[0] != global_size:
-            net._grad *= xb.shape[0] / global_size
+    of the flat buffer: each rank weighs its shard's mean gradient by shard / batch.
+    BatchNorm layers use the global batch's statistics (their own all-reduces)."""
+    norms = [layer for layer in net.layers if isinstance(layer, BatchNorm)]
+    for layer in norms:
+        layer.sync = (comm, global_size)
+    try:
+        if xb is None:
+            net._grad[...] = 0.0
+            loss_sum, out = None, None
+            for layer in norms:  # an empty shard: take part in the layers' all-reduces, in order
+                layer.join(layer.input_size)
+            for layer in reversed(norms):
+                layer.join_backward(layer.input_size)
+        else:
+            loss_sum, out = net._forward_backward(xb, tb, wb)
+            if xb.shape[0] != global_size:
+                net._grad *= xb.shape[0] / global_size
+    finally:
+        for layer in norms:
+            layer.sync = None
     comm.allreduce_sum_(net._grad)
     return loss_sum, out
 
@@ -417,9 +442,11 @@ def _batch_end(net: Network, callbacks: list[Callback], b: int, loss_sum: Any, o
 
 
 def _all_finite(net: Network) -> Any:
-    """1 if every parameter is finite, else 0 (a 0-d device array; one pass, no sync)."""
+    """1 if every parameter (and running statistic) is finite, else 0 (a 0-d device
+    array; no sync)."""
     xp = net.xp
-    return xp.astype(xp.all(xp.isfinite(net._theta)), net.dtype)
+    finite = xp.all(xp.isfinite(net._theta)) & xp.all(xp.isfinite(net._state))
+    return xp.astype(finite, net.dtype)
 
 
 def _to_host(net: Network, values: list[Any], comm: Any = None) -> list[float]:

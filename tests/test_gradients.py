@@ -13,6 +13,7 @@ TOL = 1e-6
 ACTIVATION_LAYERS = [
     ax.Identity(), ax.ReLU(), ax.LeakyReLU(0.1), ax.Sigmoid(), ax.Tanh(), ax.Softmax(),
     ax.GELU(), ax.ELU(0.7), ax.ELU(2.0), ax.LeakyReLU(1.5), ax.Softplus(),
+    ax.SiLU(), ax.SELU(), ax.Mish(), ax.HardSigmoid(), ax.LogSoftmax(),
 ]
 
 

@@ -155,7 +155,7 @@ def test_collapse_linear_network(backend: ax.Backend) -> None:
 
 UNKNOWN_NAMES = [
     (lambda: ax.Network([ax.Dense(2)], loss="hinge"), "unknown loss 'hinge'.*mse.*cross_entropy"),
-    (lambda: ax.Dense(2, "swish"), "unknown activation 'swish'.*relu.*softmax"),
+    (lambda: ax.Dense(2, "swishy"), "unknown activation 'swishy'.*relu.*softmax"),
     (lambda: ax.Network([ax.Dense(2)], metrics=["f2"]), "unknown metric 'f2'; valid metrics are: accuracy, precision"),
     (lambda: ax.Network([ax.Dense(2)], dtype="float16"), "dtype must be one of"),
     (lambda: ax.Dropout(1.0), r"rate must be in \[0, 1\)"),
