@@ -51,7 +51,8 @@ from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Huber, KLDiverge
 from .metrics import Metric, TopKAccuracy, accuracy, confusion_matrix
 from .network import Network
 from .normalization import BatchNorm, LayerNorm
-from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
+from .registry import register
 
 __version__ = "0.1.0"
 
@@ -75,8 +76,10 @@ __all__ = [
     "SELU",
     "SGD",
     "Activation",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "AnyxpError",
     "Backend",
     "BackendFallbackWarning",
@@ -101,14 +104,17 @@ __all__ = [
     "LayerNorm",
     "LeakyReLU",
     "LearningRateScheduler",
+    "Lion",
     "LogSoftmax",
     "Loss",
     "Metric",
     "Mish",
     "ModelCheckpoint",
+    "NAdam",
     "Network",
     "Optimizer",
     "Poisson",
+    "RAdam",
     "RMSprop",
     "ReLU",
     "ReduceLROnPlateau",
@@ -126,5 +132,6 @@ __all__ = [
     "confusion_matrix",
     "get_backend",
     "load",
+    "register",
     "schedules",
 ]

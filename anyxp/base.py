@@ -8,6 +8,8 @@ import numpy as np
 
 from .backend import Backend
 
+SIZE_PROBE_LIMIT = 1 << 16  # features: the largest input `Layer.size_for` probes by drawing
+
 
 class Layer:
     """A differentiable function with (optionally) trainable parameters.
@@ -22,6 +24,7 @@ class Layer:
 
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
+    regularizers: dict[str, Any] = {}  # noqa: RUF012 (never mutated) parameter name -> `Regularizer`
 
     def __init__(self) -> None:
         self.built = False
@@ -52,11 +55,18 @@ class Layer:
 
     def size_for(self, input_size: int) -> tuple[int, int]:
         """How many parameters and non-trainable values this layer has for inputs of
-        ``input_size`` features, without building it (a checkpoint's size is bounded by
-        this before anything is allocated). Layers with parameters define it."""
-        if self.param_names or self.state_names:
-            raise ValueError(f"cannot bound the size of a {type(self).__name__} layer: define its size_for()")
-        return 0, 0
+        ``input_size`` features, without building it: `load` bounds a file's declared
+        size by it before allocating anything. anyxp's layers count; this default (for
+        layers of your own) draws the initial values on the host, for inputs of at most
+        `SIZE_PROBE_LIMIT` features; define it to count instead."""
+        if not (self.param_names or self.state_names):
+            return 0, 0
+        if input_size > SIZE_PROBE_LIMIT:
+            raise ValueError(f"cannot bound the size of a {type(self).__name__} layer for {input_size} inputs: "
+                             "define its size_for(input_size)")
+        params = self.initial_parameters(input_size, np.random.default_rng(0))
+        state = self.initial_state(input_size)
+        return sum(int(np.size(v)) for v in params.values()), sum(int(np.size(v)) for v in state.values())
 
     def initial_parameters(self, input_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Host (NumPy float64) initial values of the parameters, by name."""

@@ -83,7 +83,7 @@ NPY_HEADER_LIMIT = 10_000  # the longest .npy header accepted (numpy's own defau
 NPY_PREAMBLE = 12  # magic string, version and header length before a .npy header
 READ_CHUNK = 1 << 20
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-NONNEGATIVE_STATE = ("exp_avg_sq", "square_avg")  # running means of squares
+NONNEGATIVE_STATE = ("exp_avg_sq", "square_avg", "sum", "exp_inf")  # of squares or magnitudes
 
 REQUIRED_FIELDS: dict[str, str] = {
     "format": "str", "version": "int", "name": "str", "dtype": "str", "input_size": "count",
@@ -101,7 +101,7 @@ CONFIG_FIELDS: dict[str, str] = {
     "rate": "number", "seed": "int", "alpha": "number", "lr": "learning_rate", "weight_decay": "number",
     "clipvalue": "number", "clipnorm": "number", "global_clipnorm": "number",
     "momentum": "number", "dampening": "number", "eps": "number", "nesterov": "bool", "betas": "numbers",
-    "from_logits": "bool",
+    "from_logits": "bool", "kernel_regularizer": "regularizer", "bias_regularizer": "regularizer",
 }
 
 
@@ -135,10 +135,7 @@ def dumps(net: Network) -> bytes:
 def _arrays(net: Network, training: TrainingState | None = None) -> dict[str, np.ndarray]:
     """The archive's members: the header, then (for a built network) weights and state,
     and the training state's arrays."""
-    for i, layer in enumerate(net.layers):
-        if LAYER_TYPES.get(type(layer).__name__) is not type(layer):
-            raise TypeError(f"cannot store layer {i} ({layer!r}) in a checkpoint: the format holds "
-                            f"only anyxp's own layer types ({', '.join(LAYER_TYPES)})")
+    _check_savable(net)
     arrays = {HEADER: np.frombuffer(_header_json(net, training).encode(), dtype=np.uint8)}
     if net.built:
         for i, w in enumerate(net.get_weights()):
@@ -149,6 +146,22 @@ def _arrays(net: Network, training: TrainingState | None = None) -> dict[str, np
         for name, value in training.arrays.items():
             arrays[f"training/{name}"] = to_numpy(value)
     return arrays
+
+
+def _check_savable(net: Network) -> None:
+    """Every class and function the header names is anyxp's own or registered."""
+    hint = "register it first with anyxp.register(...)"
+    for i, layer in enumerate(net.layers):
+        if LAYER_TYPES.get(type(layer).__name__) is not type(layer):
+            raise TypeError(f"cannot store layer {i} ({layer!r}) in a checkpoint: the format names only anyxp's "
+                            f"own layer types and registered ones; {hint}")
+        act = getattr(layer, "activation", None)
+        if act is not None and activations.ACTIVATIONS.get(act.name) is not type(act):
+            raise TypeError(f"cannot store layer {i}'s activation {act!r} in a checkpoint: {hint}")
+        if not isinstance(layer.get_config().get("init", ""), str):
+            raise TypeError(f"cannot store layer {i}'s initializer {layer.init!r} in a checkpoint: {hint}")
+    if LOSSES.get(net.loss.name) is not type(net.loss):
+        raise TypeError(f"cannot store the loss {net.loss!r} in a checkpoint: {hint}")
 
 
 def _header_json(net: Network, training: TrainingState | None = None) -> str:
@@ -396,7 +409,8 @@ def _read_network(archive: zipfile.ZipFile, file_size: int, backend: Any, traini
     state = {key: _read_floats(archive, f"optimizer/{key}", shape) for key, shape in state_shapes.items()}
     for key, value in state.items():
         if key.split("/")[0] in NONNEGATIVE_STATE and (value < 0).any():
-            raise _bad(f"optimizer/{key}", "holds negative values (it is a mean of squares)")
+            raise _bad(f"optimizer/{key}", "holds negative values (it sums, averages or takes the maximum of "
+                                           "squares or magnitudes)")
     snapshot = (net.num_parameters + net.num_state,)  # `Network.snapshot_parameters`
     arrays = {name: _read_floats(archive, f"training/{name}", snapshot) for name in training_arrays}
     net.set_weights(weights)
@@ -691,6 +705,9 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _check_kind(value: Any, kind: str, field: str) -> None:
+    if kind == "regularizer":  # {"name": "L2", "l2": number, ...}
+        _check_kind(value, "dict", field)
+        kind = "activation"
     if kind == "activation":  # a name, or {"name": ..., parameter: number, ...}
         if isinstance(value, dict):
             _check_kind(value.get("name"), "str", f"{field}.name")
@@ -762,7 +779,8 @@ def _layer_from(entry: Any, i: int) -> Any:
     _check_entry(entry, field, ("class", "config"))
     cls = LAYER_TYPES.get(entry["class"])
     if cls is None:
-        raise _bad(f"{field}.class", f"unknown layer type {entry['class'][:100]!r}")
+        raise _bad(f"{field}.class", f"unknown layer type {entry['class'][:100]!r} (a layer of your own must be "
+                                     "registered with anyxp.register before loading)")
     with _constructing(field):
         return cls.from_config(dict(entry["config"]))
 

@@ -145,7 +145,7 @@ def _check_network(net: Any, x: Any, y: Any, eps: float) -> float:
 
     def objective() -> float:
         out = net64._forward(data.x, True)
-        return _scalar(net64.loss.value(out, data.t, data.w, logits=net64._logits))
+        return _scalar(net64.loss.value(out, data.t, data.w, logits=net64._logits) + net64._penalty())
 
     net64._forward_backward(data.x, data.t, data.w)
     analytic = np.array(to_numpy(net64._grad))
@@ -153,12 +153,11 @@ def _check_network(net: Any, x: Any, y: Any, eps: float) -> float:
 
 
 def _float64_network(net: Any, input_size: int) -> Any:
-    from .checkpoint import LAYER_TYPES
     from .network import Network
 
     if net.built and net.dtype_name == "float64":
         return net
-    layers = [LAYER_TYPES[type(layer).__name__].from_config(layer.get_config()) for layer in net.layers]
+    layers = [type(layer).from_config(layer.get_config()) for layer in net.layers]
     copy = Network(
         layers, input_size=net.input_size or input_size, loss=net.loss, optimizer="sgd",
         backend=net.backend, dtype="float64", seed=net.seed, metrics=net.metrics,

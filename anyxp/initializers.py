@@ -88,8 +88,15 @@ def default_initializer(activation: str) -> str:
     return "he_normal" if activation in RELU_FAMILY else "glorot_uniform"
 
 
-def resolve_initializer(name: str) -> str:
-    """The canonical name of an initializer; `ValueError` listing the valid ones."""
+def resolve_initializer(name: str | Initializer) -> str | Initializer:
+    """The canonical name of an initializer (a function ``(rng, fan_in, fan_out, shape)
+    -> ndarray`` is kept as it is); `ValueError` listing the valid ones."""
+    if callable(name):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"init must be a name or a function (rng, fan_in, fan_out, shape) -> array, got {name!r}")
+    if name in INITIALIZERS:  # a registered function's own name
+        return name
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in INITIALIZERS:

@@ -59,7 +59,7 @@ def clip_kernel(opt: Optimizer) -> Callable[[], None] | None:
     def clip_norms() -> None:
         limit = opt.clipnorm if per_tensor else opt.global_clipnorm
         for group in groups:
-            norm = math.sqrt(sum(float(lib.dot(g, g)) for g in group))
+            norm = math.sqrt(sum(float(lib.dot(g.reshape(-1), g.reshape(-1))) for g in group))  # any shape
             scale = limit / (norm + CLIP_EPS)
             if scale < 1.0:
                 for g in group:

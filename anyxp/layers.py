@@ -11,15 +11,23 @@ from . import random
 from .activations import ACTIVATIONS, Activation, get_activation
 from .backend import Backend
 from .base import Layer
-from .initializers import INITIALIZERS, default_initializer, resolve_initializer
+from .initializers import INITIALIZERS, Initializer, default_initializer, resolve_initializer
+from .regularizers import Regularizer, get_regularizer, regularizer_config
 from .validation import as_bool, as_int, as_real
+
+
+def registered_name(table: dict[str, Any], obj: Any) -> str | None:
+    """The name under which ``obj`` itself is in ``table`` (None: not registered)."""
+    return next((name for name, known in table.items() if known is obj), None)
 
 
 class Dense(Layer):
     """A fully connected layer: ``activation(x @ kernel + bias)``.
 
     ``kernel`` has shape (inputs, units). The default initializer suits the
-    activation: He for the ReLU family, Glorot otherwise.
+    activation: He for the ReLU family, LeCun normal for SELU, Glorot otherwise.
+    ``kernel_regularizer`` / ``bias_regularizer`` (`anyxp.regularizers`) add their
+    penalty to the loss and its gradient to the parameter's.
 
     >>> layer = Dense(10, "relu", input_size=64)
     """
@@ -30,8 +38,10 @@ class Dense(Layer):
         activation: str | Activation | None = None,
         *,
         use_bias: bool = True,
-        init: str | None = None,
+        init: str | Initializer | None = None,
         input_size: int | None = None,
+        kernel_regularizer: Regularizer | str | None = None,
+        bias_regularizer: Regularizer | str | None = None,
     ) -> None:
         super().__init__()
         self.units = as_int(units, "Dense units", minimum=1)
@@ -40,6 +50,12 @@ class Dense(Layer):
         self.init = resolve_initializer(init or default_initializer(self.activation.name))
         self.param_names = ("kernel", "bias") if self.use_bias else ("kernel",)
         self.declared_input_size = None if input_size is None else as_int(input_size, "Dense input_size", minimum=1)
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.bias_regularizer = get_regularizer(bias_regularizer) if self.use_bias else None
+        if bias_regularizer is not None and not self.use_bias:
+            raise ValueError("Dense bias_regularizer needs use_bias=True")
+        self.regularizers = {name: reg for name, reg in (("kernel", self.kernel_regularizer),
+                                                         ("bias", self.bias_regularizer)) if reg is not None}
 
     def compute_output_size(self, input_size: int) -> int:
         return self.units
@@ -49,7 +65,12 @@ class Dense(Layer):
 
     def initial_parameters(self, input_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         shape = (input_size, self.units)
-        params = {"kernel": INITIALIZERS[self.init](rng, input_size, self.units, shape)}
+        init = INITIALIZERS[self.init] if isinstance(self.init, str) else self.init
+        kernel = np.asarray(init(rng, input_size, self.units, shape), dtype=np.float64)
+        if kernel.shape != shape or not np.isfinite(kernel).all():
+            problem = "non-finite values" if kernel.shape == shape else f"an array of shape {kernel.shape}"
+            raise ValueError(f"the initializer {init!r} returned {problem} for a kernel of shape {shape}")
+        params = {"kernel": kernel}
         if self.use_bias:
             params["bias"] = np.zeros(self.units)
         return params
@@ -88,15 +109,18 @@ class Dense(Layer):
 
     def get_config(self) -> dict[str, Any]:
         act = self.activation
+        init = self.init if isinstance(self.init, str) else registered_name(INITIALIZERS, self.init) or self.init
         config: dict[str, Any] = {
             "units": self.units,
             "activation": act.name if not act.get_config() else {"name": act.name, **act.get_config()},
             "use_bias": self.use_bias,
-            "init": self.init,
+            "init": init,
         }
         size = self.input_size if self.built else self.declared_input_size
         if size is not None:
             config["input_size"] = size
+        for name, reg in self.regularizers.items():
+            config[f"{name}_regularizer"] = regularizer_config(reg)
         return config
 
     @classmethod

@@ -196,6 +196,7 @@ class Network:
         self._task = self._task_for(self.output_size)
         self._link = get_activation(self.loss.link).bind(self.backend, self.dtype) if self.loss.link else None
         self._trainable_from = next(i for i, layer in enumerate(self.layers) if layer.param_names)
+        self._regularized = [(layer, name, reg) for layer in self.layers for name, reg in layer.regularizers.items()]
         return self
 
     def _flatten_parameters(self) -> None:
@@ -322,7 +323,16 @@ class Network:
         out = self._forward(xb, True)
         loss_sum, d = self.loss.sum_and_grad(out, tb, wb, logits=self._logits)
         self._backward(d)
+        if self._regularized:  # the batch's mean loss gets the penalty: its sum, penalty x batch
+            loss_sum = loss_sum + self._penalty() * xb.shape[0]
+            for layer, name, reg in self._regularized:
+                grad = getattr(layer, "grad_" + name)
+                grad += reg.gradient(self.xp, getattr(layer, name))
         return loss_sum, out
+
+    def _penalty(self) -> Any:
+        """The regularizers' penalty (0-d device array; 0.0 without regularizers)."""
+        return sum((reg.penalty(self.xp, getattr(layer, name)) for layer, name, reg in self._regularized), 0.0)
 
     def _accuracy_by_argmax(self, outputs: int) -> bool:
         """Accuracy compares argmaxes (one-of-k outputs), else thresholds each output."""

@@ -1,4 +1,5 @@
-"""Optimizers with PyTorch's names, defaults and update rules.
+"""Optimizers with PyTorch's names, defaults and update rules (and Lion, which PyTorch
+lacks: the paper's rule, as Keras 3 runs it).
 
 An optimizer updates pairs of (parameter, gradient) buffers in place. A `Network`
 hands it one flat buffer of all its parameters and one of all its gradients, so a
@@ -384,6 +385,318 @@ class RMSprop(Optimizer):
         return {**super().get_config(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum}
 
 
+class Adagrad(Optimizer):
+    """Adagrad as in PyTorch: ``sum += g * g``, ``p -= clr * g / (sqrt(sum) + eps)`` with
+    ``clr = lr / (1 + (step - 1) * lr_decay)`` (steps counted from 1), L2 ``weight_decay``;
+    the sums start at ``initial_accumulator_value``.
+
+    >>> opt = Adagrad(lr=1e-2)
+    """
+
+    name = "adagrad"
+    state_names = ("sum",)
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        **clipping: float | None,
+    ) -> None:
+        super().__init__(lr, weight_decay, **clipping)
+        self.lr_decay = as_real(lr_decay, "lr_decay", minimum=0)
+        self.initial_accumulator_value = as_real(initial_accumulator_value, "initial_accumulator_value", minimum=0)
+        self.eps = as_real(eps, "eps", minimum=0)
+
+    def setup(
+        self, params: list[Any], grads: list[Any], backend: Backend, tensors: Sequence[Any] | None = None
+    ) -> None:
+        super().setup(params, grads, backend, tensors)
+        if self.initial_accumulator_value:
+            for state in self.states:
+                state["sum"][...] = self.initial_accumulator_value
+
+    def prepare_step(self) -> None:
+        self._clr = self.lr / (1 + (self.steps - 1) * self.lr_decay)
+
+    def update(self, p: Any, g: Any, state: State) -> None:
+        g = self._decayed(p, g)
+        total = state["sum"]
+        total += g * g
+        std = self.backend.xp.sqrt(total)
+        std += self.eps
+        step = g / std
+        step *= self._clr
+        p -= step
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "lr_decay": self.lr_decay,
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "eps": self.eps,
+        }
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm) as in PyTorch: ``exp_inf = max(beta2 *
+    exp_inf, |g| + eps)``, ``p -= lr / (1 - beta1**t) * exp_avg / exp_inf``, L2
+    ``weight_decay``.
+
+    >>> opt = Adamax(lr=2e-3)
+    """
+
+    name = "adamax"
+    state_names = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        **clipping: float | None,
+    ) -> None:
+        super().__init__(lr, weight_decay, **clipping)
+        self.betas = _betas(betas)
+        self.eps = as_real(eps, "eps", minimum=0)
+
+    def prepare_step(self) -> None:
+        self._clr = self.lr / (1.0 - self.betas[0] ** self.steps)
+
+    def update(self, p: Any, g: Any, state: State) -> None:
+        xp = self.backend.xp
+        b1, b2 = self.betas
+        g = self._decayed(p, g)
+        m, u = state["exp_avg"], state["exp_inf"]
+        m *= b1
+        m += (1.0 - b1) * g
+        u *= b2
+        norm = xp.abs(g)
+        norm += self.eps
+        u[...] = xp.maximum(u, norm)
+        step = m / u
+        step *= self._clr
+        p -= step
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "betas": list(self.betas), "eps": self.eps}
+
+
+_MU_TINY = 2.0**-60  # below it, 1 - mu_product (and 1 - mu_product * mu_next) round to exactly 1
+_MU_LOOP = 100_000  # at most this many factors of NAdam's mu product are multiplied out in one call
+
+
+class NAdam(Optimizer):
+    """NAdam (Adam with Nesterov momentum, Dozat) as in PyTorch, with its momentum decay
+    ``mu_t = beta1 * (1 - 0.5 * 0.96**(t * momentum_decay))``; ``weight_decay`` is L2, or
+    decoupled (``p *= 1 - lr * weight_decay``) with ``decoupled_weight_decay=True``.
+
+    The product of the ``mu_t`` is a function of the step count: it is recomputed from
+    ``steps`` (a loaded optimizer needs no more than its moments and its step count).
+
+    >>> opt = NAdam(lr=2e-3)
+    """
+
+    name = "nadam"
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        **clipping: float | None,
+    ) -> None:
+        super().__init__(lr, weight_decay, **clipping)
+        self.betas = _betas(betas)
+        self.eps = as_real(eps, "eps", minimum=0)
+        self.momentum_decay = as_real(momentum_decay, "momentum_decay", minimum=0)
+        self.decoupled_weight_decay = as_bool(decoupled_weight_decay, "decoupled_weight_decay")
+        self._mu_cache: tuple[tuple[float, float], int, float] = ((self.betas[0], self.momentum_decay), 0, 1.0)
+
+    def _mu(self, step: int) -> float:
+        return self.betas[0] * (1.0 - 0.5 * (0.96 ** (step * self.momentum_decay)))
+
+    def mu_product(self, steps: int) -> float:
+        """``mu_1 * ... * mu_steps``, multiplied out in PyTorch's order (continued from the
+        last call's product when it is for fewer steps). Once it is below 2**-60 it stays
+        where it is: 1 - product is 1 exactly either way, and only that enters the update."""
+        key = (self.betas[0], self.momentum_decay)
+        cached_key, t, product = self._mu_cache
+        if cached_key != key or t > steps:
+            t, product = 0, 1.0
+        stop = min(steps, t + _MU_LOOP)
+        while t < stop and product >= _MU_TINY:
+            t += 1
+            product *= self._mu(t)
+        if t < steps and product >= _MU_TINY:  # mu_t == beta1 (to the last bit) from about 1000 steps on
+            product *= self.betas[0] ** (steps - t)
+        self._mu_cache = (key, steps, product)
+        return product
+
+    def prepare_step(self) -> None:
+        t, lr = self.steps, self.lr
+        mu, mu_next = self._mu(t), self._mu(t + 1)
+        product = self.mu_product(t)
+        self._bias2 = 1.0 - self.betas[1] ** t
+        self._grad_scale = lr * (1.0 - mu) / (1.0 - product)
+        self._avg_scale = lr * mu_next / (1.0 - product * mu_next)
+
+    def update(self, p: Any, g: Any, state: State) -> None:
+        b1, b2 = self.betas
+        if self.decoupled_weight_decay:
+            if self.weight_decay:
+                p *= 1.0 - self.lr * self.weight_decay
+        else:
+            g = self._decayed(p, g)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        denom = self.backend.xp.sqrt(v / self._bias2)
+        denom += self.eps
+        step = g * self._grad_scale
+        step += self._avg_scale * m
+        step /= denom
+        p -= step
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "momentum_decay": self.momentum_decay,
+            "decoupled_weight_decay": self.decoupled_weight_decay,
+        }
+
+
+class RAdam(Optimizer):
+    """RAdam (rectified Adam, Liu et al.) as in PyTorch: while the variance of the
+    adaptive rate is intractable (``rho_t <= 5``, the first steps) the update is
+    ``lr * exp_avg / (1 - beta1**t)`` alone; after, Adam's, scaled by the rectification
+    term. ``rho_t`` is a function of the step count, decided on the host. ``weight_decay``
+    is L2, or decoupled with ``decoupled_weight_decay=True``.
+
+    >>> opt = RAdam(lr=1e-3)
+    """
+
+    name = "radam"
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        **clipping: float | None,
+    ) -> None:
+        super().__init__(lr, weight_decay, **clipping)
+        self.betas = _betas(betas)
+        self.eps = as_real(eps, "eps", minimum=0)
+        self.decoupled_weight_decay = as_bool(decoupled_weight_decay, "decoupled_weight_decay")
+
+    def rectification(self, step: int) -> float | None:
+        """PyTorch's variance rectification term at ``step`` (from 1), or None while
+        ``rho_t <= 5`` (no adaptive rate yet)."""
+        b2 = self.betas[1]
+        bias2 = 1.0 - b2**step
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho_t = rho_inf - 2.0 * step * (b2**step) / bias2
+        if not rho_t > 5.0:
+            return None
+        return ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+
+    def prepare_step(self) -> None:
+        b1, b2 = self.betas
+        t = self.steps
+        rect = self.rectification(t)
+        self._rectified = rect is not None
+        scale = self.lr / (1.0 - b1**t)
+        if rect is not None:
+            scale *= rect * math.sqrt(1.0 - b2**t)
+        self._scale = scale
+
+    def update(self, p: Any, g: Any, state: State) -> None:
+        b1, b2 = self.betas
+        if self.decoupled_weight_decay:
+            if self.weight_decay:
+                p *= 1.0 - self.lr * self.weight_decay
+        else:
+            g = self._decayed(p, g)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        if self._rectified:
+            denom = self.backend.xp.sqrt(v)
+            denom += self.eps
+            step = m / denom
+            step *= self._scale
+        else:
+            step = m * self._scale
+        p -= step
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "decoupled_weight_decay": self.decoupled_weight_decay,
+        }
+
+
+class Lion(Optimizer):
+    """Lion (EvoLved Sign Momentum, Chen et al. 2023), as in Keras 3: decoupled weight
+    decay ``p *= 1 - lr * weight_decay`` first, then ``p -= lr * sign(beta1 * m + (1 -
+    beta1) * g)`` and ``m = beta2 * m + (1 - beta2) * g``. (PyTorch has no Lion; the
+    names and defaults are those of the ``lion-pytorch`` package.) Its steps are all of
+    size ``lr``: a rate 3-10x smaller than AdamW's suits it.
+
+    >>> opt = Lion(lr=1e-4, weight_decay=1e-2)
+    """
+
+    name = "lion"
+    state_names = ("exp_avg",)
+
+    def __init__(
+        self,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        **clipping: float | None,
+    ) -> None:
+        super().__init__(lr, weight_decay, **clipping)
+        self.betas = _betas(betas, open_max=False)
+
+    def update(self, p: Any, g: Any, state: State) -> None:
+        xp = self.backend.xp
+        b1, b2 = self.betas
+        if self.weight_decay:
+            p *= 1.0 - self.lr * self.weight_decay
+        m = state["exp_avg"]
+        c = m * b1
+        c += (1.0 - b1) * g
+        # sign(c) without compat's sign (a host sync on CuPy); NaN stays NaN
+        c = xp.where(c > 0, 1.0, xp.where(c < 0, -1.0, c))
+        c *= self.lr
+        p -= c
+        m *= b2
+        m += (1.0 - b2) * g
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "betas": list(self.betas)}
+
+
 def _scheduled(schedule: Callable[[int], float], step: int) -> float:
     """``schedule(step)``, checked: a finite number >= 0."""
     value = schedule(step)
@@ -400,8 +713,8 @@ def _clip_scale(xp: Any, squared_norm: Any, max_norm: float) -> Any:
     return xp.minimum(max_norm / (xp.sqrt(squared_norm) + CLIP_EPS), 1.0)
 
 
-def _betas(betas: Any) -> tuple[float, float]:
-    """Adam's (beta1, beta2), each in [0, 1)."""
+def _betas(betas: Any, *, open_max: bool = True) -> tuple[float, float]:
+    """Adam's (beta1, beta2), each in [0, 1) (or [0, 1] with ``open_max=False``)."""
     try:
         pair = None if isinstance(betas, str) else tuple(betas)
     except TypeError:
@@ -410,11 +723,14 @@ def _betas(betas: Any) -> tuple[float, float]:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
     if len(pair) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {len(pair)} values")
-    b1, b2 = (as_real(b, f"betas[{i}]", minimum=0, maximum=1, open_max=True) for i, b in enumerate(pair))
+    b1, b2 = (as_real(b, f"betas[{i}]", minimum=0, maximum=1, open_max=open_max) for i, b in enumerate(pair))
     return b1, b2
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop,
+    "adagrad": Adagrad, "adamax": Adamax, "nadam": NAdam, "radam": RAdam, "lion": Lion,
+}
 
 
 def get_optimizer(spec: str | Optimizer) -> Optimizer:

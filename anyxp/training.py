@@ -512,6 +512,8 @@ def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm
         loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (z - a)
         if outputs is not None:
             outputs[lo + a : lo + z, ...] = out
+    if net._regularized:  # this rank's share of the penalty (once per sample, summed over ranks)
+        loss_sum = loss_sum + net._penalty() * (hi - lo)
     stats, sizes = [], []
     if outputs is not None:
         if comm is not None:
