@@ -69,16 +69,22 @@ def count_strict_calls() -> Iterator[dict[str, int]]:
             setattr(owner, name, fn)
 
 
-def anyxp_counts(w: Workload) -> dict[str, int]:
+def anyxp_counts(w: Workload, batch_norm: bool = False) -> dict[str, int]:
     """Operations per training step (the loop body: batch gather, forward, loss,
-    backward, optimizer, metric accumulation) and host syncs per epoch."""
+    backward, optimizer, metric accumulation) and host syncs per epoch; with
+    ``batch_norm``, each hidden layer is a Dense-BatchNorm-activation block."""
     import array_api_strict
 
     import anyxp as ax
 
     backend = ax.get_backend("array_api_strict", device=array_api_strict.Device("device1"))
     act = w.hidden
-    layers = [ax.Dense(u, act) for u in w.sizes[1:-1]] + [ax.Dense(w.sizes[-1], "softmax")]
+    if batch_norm:
+        hidden = [layer for u in w.sizes[1:-1]
+                  for layer in (ax.Dense(u, use_bias=False), ax.BatchNorm(), ax.activations.get_activation(act))]
+    else:
+        hidden = [ax.Dense(u, act) for u in w.sizes[1:-1]]
+    layers = [*hidden, ax.Dense(w.sizes[-1], "softmax")]
     opt = ax.SGD(lr=w.lr) if w.optimizer == "sgd" else ax.Adam(lr=w.lr)
     net = ax.Network(layers, input_size=w.sizes[0], optimizer=opt, backend=backend, seed=0)
     rng = np.random.default_rng(0)
@@ -100,8 +106,9 @@ def anyxp_counts(w: Workload) -> dict[str, int]:
     }
 
 
-def torch_counts(w: Workload, fused: bool) -> int | None:
-    """ATen operations dispatched in one training step of the PyTorch peer."""
+def torch_counts(w: Workload, fused: bool, batch_norm: bool = False) -> int | None:
+    """ATen operations dispatched in one training step of the PyTorch peer (with
+    ``batch_norm``: Linear-BatchNorm1d-activation hidden blocks)."""
     try:
         import torch
         from torch.utils._python_dispatch import TorchDispatchMode
@@ -118,7 +125,7 @@ def torch_counts(w: Workload, fused: bool) -> int | None:
             self.count += 1
             return func(*args, **(kwargs or {}))
 
-    model = TorchMLP(w.sizes, w.hidden, w.optimizer, w.lr, fused=fused)
+    model = TorchMLP(w.sizes, w.hidden, w.optimizer, w.lr, fused=fused, batch_norm=batch_norm)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((w.batch_size, w.sizes[0])).astype(np.float32)
     y = rng.integers(0, w.sizes[-1], size=w.batch_size)
@@ -134,9 +141,11 @@ def operation_counts(w: Workload) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         result["anyxp"] = anyxp_counts(w)
+        result["anyxp_batch_norm"] = anyxp_counts(w, batch_norm=True)
     except ImportError:
-        result["anyxp"] = None
+        result["anyxp"] = result["anyxp_batch_norm"] = None
     result["torch"] = torch_counts(w, fused=False)
+    result["torch_batch_norm"] = torch_counts(w, fused=False, batch_norm=True)
     if w.optimizer == "adam":
         result["torch_fused"] = torch_counts(w, fused=True)
     return result

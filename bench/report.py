@@ -70,13 +70,16 @@ def markdown(report: dict[str, Any]) -> str:
     out.append("GPU cost proxies (counted on array_api_strict, device1; PyTorch: ATen ops via TorchDispatchMode):")
     out.append("")
     out.append("| workload | anyxp ops/step | anyxp host syncs/step | anyxp syncs per fit (1 epoch) "
-               "| PyTorch ATen ops/step | PyTorch fused-Adam ATen ops/step |")
-    out.append("|---|---:|---:|---:|---:|---:|")
+               "| PyTorch ATen ops/step | PyTorch fused-Adam ATen ops/step "
+               "| with Dense-BatchNorm-activation blocks: anyxp ops/step (syncs/step) | PyTorch ATen ops/step |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for wl in report["workloads"]:
         ops = wl.get("ops", {})
-        a = ops.get("anyxp") or {}
+        a, bn = ops.get("anyxp") or {}, ops.get("anyxp_batch_norm") or {}
         out.append(f"| {wl['workload']['name']} | {a.get('ops_per_step', '-')} | {a.get('syncs_per_step', '-')} | "
-                   f"{a.get('syncs_per_epoch', '-')} | {ops.get('torch', '-')} | {ops.get('torch_fused', '-')} |")
+                   f"{a.get('syncs_per_epoch', '-')} | {ops.get('torch', '-')} | {ops.get('torch_fused', '-')} | "
+                   f"{bn.get('ops_per_step', '-')} ({bn.get('syncs_per_step', '-')}) | "
+                   f"{ops.get('torch_batch_norm', '-')} |")
     mem = [(wl["workload"]["name"], wl["peak_rss_mib"]) for wl in report["workloads"] if wl.get("peak_rss_mib")]
     if mem:
         out.append("")

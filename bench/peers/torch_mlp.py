@@ -9,7 +9,8 @@ import numpy as np
 
 class TorchMLP:
     def __init__(self, sizes: tuple[int, ...], hidden: str, optimizer: str, lr: float, seed: int = 0,
-                 dtype: str = "float32", fused: bool = False, device: str = "cpu") -> None:
+                 dtype: str = "float32", fused: bool = False, device: str = "cpu",
+                 batch_norm: bool = False) -> None:
         import torch
         from torch import nn
 
@@ -20,9 +21,10 @@ class TorchMLP:
         act = nn.ReLU if hidden == "relu" else nn.Sigmoid
         layers: list = []
         for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(act())
+            hidden_layer = i < len(sizes) - 2
+            layers.append(nn.Linear(a, b, bias=not (batch_norm and hidden_layer)))
+            if hidden_layer:
+                layers += [nn.BatchNorm1d(b), act()] if batch_norm else [act()]
         self.model = nn.Sequential(*layers).to(self.device, self.dtype)
         self.loss = nn.CrossEntropyLoss()
         params = self.model.parameters()
