@@ -2,17 +2,21 @@
 'anyxp[onnx]'``).
 
 One ``Gemm`` (``MatMul`` without a bias) per `Dense`, ONNX's own operator per activation
-(``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``Elu``, ``Softplus``,
-``Gelu(approximate="tanh")`` from opset 20), nothing for `Dropout` (the identity at
-inference). The input ``"input"`` is ``(batch, input_size)`` with a dynamic batch
-dimension, the output ``"output"`` is ``(batch, output_size)``, both of the network's
-dtype.
+(``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``LogSoftmax``, ``Elu``,
+``Selu``, ``Softplus``, ``HardSigmoid(alpha=1/6, beta=0.5)``, ``Mish`` from opset 18,
+``Gelu(approximate="tanh")`` from opset 20; `SiLU` is ``Mul(x, Sigmoid(x))``), nothing for
+`Dropout` (the identity at inference). `LayerNorm` is a ``LayerNormalization`` (from opset
+17) and `BatchNorm` a ``BatchNormalization`` in inference mode, with its running estimates
+(an absent ``gamma`` or ``beta``, ``scale=False`` or ``center=False``, is a constant 1 or
+0). The input ``"input"`` is ``(batch, input_size)`` with a dynamic batch dimension, the
+output ``"output"`` is ``(batch, output_size)``, both of the network's dtype.
 
-onnxruntime's CPU kernels lack float64 ``Elu``, ``Softplus`` and (at opsets 20-21)
-``LeakyRelu``, and its float64 ``Gelu`` is accurate to about 1e-7 only: in float64 graphs
-(and for ``Gelu`` before opset 20) those are built from elementary operators, in the
-stable forms anyxp computes them in, so that onnxruntime matches `Network.predict` to
-float64 rounding.
+onnxruntime's CPU kernels lack float64 ``Elu``, ``Selu``, ``HardSigmoid``, ``Softplus``
+(so ``Mish``) and (at opsets 20-21) ``LeakyRelu``, and its float64 ``Gelu`` is accurate to
+about 1e-7 only, its float64 ``LayerNormalization`` and ``BatchNormalization`` to about
+1e-13: in float64 graphs (and for ``Gelu``, ``Mish`` and ``LayerNormalization`` before
+their opsets) those are built from elementary operators, in the stable forms anyxp
+computes them in, so that onnxruntime matches `Network.predict` to float64 rounding.
 
 The model's IR version is the lowest that its opset needs (10 for the default opset 21),
 not the newest that the installed ``onnx`` writes, which runtimes may refuse.
@@ -31,6 +35,7 @@ import numpy as np
 
 from . import activations
 from .layers import Dense, Dropout
+from .normalization import BatchNorm, LayerNorm
 
 if TYPE_CHECKING:
     from .network import Network
@@ -130,6 +135,18 @@ class _Graph:
             self.constants.append((name, np.asarray(key, dtype=self.dtype)))
         return self._constant_names[key]
 
+    def tensor(self, hint: str, value: np.ndarray) -> str:
+        """A constant tensor of the graph's dtype (an initializer that is not a weight)."""
+        name = self.name(hint)
+        self.constants.append((name, np.asarray(value, dtype=self.dtype)))
+        return name
+
+    def int64s(self, hint: str, values: list[int]) -> str:
+        """A constant int64 vector (axes, shapes)."""
+        name = self.name(hint)
+        self.constants.append((name, np.asarray(values, dtype=np.int64)))
+        return name
+
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attributes: Any) -> str:
         from onnx import helper
 
@@ -151,6 +168,63 @@ def _dense(g: _Graph, x: str, layer: Dense) -> str:
 
 def _dropout(g: _Graph, x: str, layer: Dropout) -> str:
     return x  # the identity at inference
+
+
+def _affine_weights(g: _Graph, layer: LayerNorm | BatchNorm) -> tuple[str | None, str | None]:
+    """gamma's and beta's names (None for an absent one), bound in get_weights' order."""
+    names = {n: g.weight(n) for n in layer.param_names}  # ("gamma", "beta"), each optional
+    return names.get("gamma"), names.get("beta")
+
+
+def _affine(g: _Graph, x_hat: str, gamma: str | None, beta: str | None, features: int) -> str:
+    """x_hat * gamma + beta, as anyxp's _Normalization._affine (no node for an absent one)."""
+    y = g.op("Mul", [x_hat, _not_a_scale(g, gamma, x_hat, features)]) if gamma is not None else x_hat
+    return g.op("Add", [y, beta]) if beta is not None else y
+
+
+def _not_a_scale(g: _Graph, factor: str, like: str, features: int) -> str:
+    """A per-feature constant factor (or divisor) of ``like``, expanded to ``like``'s shape
+    where it has a single element: onnxruntime folds a one-element constant factor of a
+    MatMul's input or output into the MatMul's float32 scale (1e-8 off in float64)."""
+    if features != 1:
+        return factor
+    return g.op("Expand", [factor, g.op("Shape", [like])], "expand")
+
+
+def _reduce_mean(g: _Graph, x: str) -> str:
+    """The mean over the last axis, kept (axes became an input at opset 18)."""
+    if g.opset >= 18:
+        return g.op("ReduceMean", [x, g.int64s("axes", [-1])], keepdims=1)
+    return g.op("ReduceMean", [x], axes=[-1], keepdims=1)
+
+
+def _layer_norm(g: _Graph, x: str, layer: LayerNorm) -> str:
+    gamma, beta = _affine_weights(g, layer)
+    if not g.float64 and g.opset >= 17:
+        features = layer.input_size
+        scale = gamma if gamma is not None else g.tensor("ones", np.ones(features))
+        inputs = [x, scale] if beta is None else [x, scale, beta]
+        return g.op("LayerNormalization", inputs, "layer_norm", axis=-1, epsilon=float(layer.eps))
+    # as anyxp: d = x - mean(x); x_hat = d * (1 / sqrt(mean(d * d) + eps)) (biased variance)
+    d = g.op("Sub", [x, _reduce_mean(g, x)])
+    var = _reduce_mean(g, g.op("Mul", [d, d]))
+    inv_std = g.op("Div", [g.const(1.0), g.op("Sqrt", [g.op("Add", [var, g.const(layer.eps)])])])
+    return _affine(g, g.op("Mul", [d, inv_std]), gamma, beta, layer.input_size)
+
+
+def _batch_norm(g: _Graph, x: str, layer: BatchNorm) -> str:
+    gamma, beta = _affine_weights(g, layer)
+    mean, var = g.weight("running_mean"), g.weight("running_var")  # the state, after the parameters
+    if not g.float64:
+        features = layer.input_size
+        scale = gamma if gamma is not None else g.tensor("ones", np.ones(features))
+        bias = beta if beta is not None else g.tensor("zeros", np.zeros(features))
+        return g.op("BatchNormalization", [x, scale, bias, mean, var], "batch_norm", epsilon=float(layer.eps))
+    # as anyxp at inference: (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+    std = g.op("Sqrt", [g.op("Add", [var, g.const(layer.eps)])])
+    d = g.op("Sub", [x, mean])
+    x_hat = g.op("Div", [d, _not_a_scale(g, std, d, layer.input_size)])
+    return _affine(g, x_hat, gamma, beta, layer.input_size)
 
 
 def _standalone_activation(g: _Graph, x: str, layer: activations.Activation) -> str:
@@ -210,6 +284,42 @@ def _softmax(g: _Graph, x: str, act: Any) -> str:
     return g.op("Softmax", [x], axis=-1)
 
 
+def _log_softmax(g: _Graph, x: str, act: Any) -> str:
+    return g.op("LogSoftmax", [x], axis=-1)
+
+
+def _silu(g: _Graph, x: str, act: Any) -> str:
+    return g.op("Mul", [x, g.op("Sigmoid", [x])], "silu")
+
+
+def _selu(g: _Graph, x: str, act: Any) -> str:
+    if not g.float64:
+        return g.op("Selu", [x], alpha=activations.SELU_ALPHA, gamma=activations.SELU_SCALE)
+    # scale * alpha * (exp(min(x, 0)) - 1) + scale * max(x, 0)
+    zero = g.const(0.0)
+    expm1 = g.op("Sub", [g.op("Exp", [g.op("Min", [x, zero])]), g.const(1.0)])
+    negative = g.op("Mul", [expm1, g.const(activations.SELU_SCALE * activations.SELU_ALPHA)])
+    positive = g.op("Mul", [g.op("Max", [x, zero]), g.const(activations.SELU_SCALE)])
+    return g.op("Add", [negative, positive], "selu")
+
+
+def _hard_sigmoid(g: _Graph, x: str, act: Any) -> str:
+    if not g.float64:
+        return g.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+    # min(max((x + 3) / 6, 0), 1): anyxp's min(max(x + 3, 0), 6) / 6 to the bit (division by 6
+    # is monotonic and exact at 0 and 6), and no division by a constant just before a MatMul,
+    # which onnxruntime fuses into a float32 scale factor
+    scaled = g.op("Div", [g.op("Add", [x, g.const(3.0)]), g.const(6.0)])
+    return g.op("Min", [g.op("Max", [scaled, g.const(0.0)]), g.const(1.0)], "hard_sigmoid")
+
+
+def _mish(g: _Graph, x: str, act: Any) -> str:
+    if not g.float64 and g.opset >= 18:
+        return g.op("Mish", [x])
+    # x * tanh(softplus(x)), softplus in float64 from elementary operators
+    return g.op("Mul", [x, g.op("Tanh", [_softplus(g, x, act)])], "mish")
+
+
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
@@ -248,7 +358,9 @@ def _softplus(g: _Graph, x: str, act: Any) -> str:
     return g.op("Add", [g.op("Max", [x, g.const(0.0)]), log1p], "softplus")
 
 
-LAYER_RULES: dict[type, LayerRule] = {Dense: _dense, Dropout: _dropout}
+LAYER_RULES: dict[type, LayerRule] = {
+    Dense: _dense, Dropout: _dropout, LayerNorm: _layer_norm, BatchNorm: _batch_norm,
+}
 ACTIVATION_RULES: dict[type, Callable[[_Graph, str, Any], str]] = {
     activations.Identity: _identity,
     activations.ReLU: _relu,
@@ -259,4 +371,9 @@ ACTIVATION_RULES: dict[type, Callable[[_Graph, str, Any], str]] = {
     activations.GELU: _gelu,
     activations.ELU: _elu,
     activations.Softplus: _softplus,
+    activations.SiLU: _silu,
+    activations.SELU: _selu,
+    activations.Mish: _mish,
+    activations.HardSigmoid: _hard_sigmoid,
+    activations.LogSoftmax: _log_softmax,
 }

@@ -110,6 +110,123 @@ def test_the_graph_uses_onnx_operators(backend, tmp_path) -> None:
     assert_matches(net64, path)
 
 
+def test_the_graph_uses_onnx_operators_for_the_newer_activations(backend, tmp_path) -> None:
+    def layers() -> list[ax.Layer]:
+        return [ax.Dense(8, "silu"), ax.Dense(8, "selu"), ax.Dense(8, "mish"), ax.Dense(8, "hard_sigmoid"),
+                ax.Dense(3, "log_softmax")]
+
+    net = network(backend, layers(), "float32")
+    path = tmp_path / "net.onnx"
+    net.export_onnx(path)
+    model = check_model(path)
+    ops = [node.op_type for node in model.graph.node]
+    assert ops == ["Gemm", "Sigmoid", "Mul", "Gemm", "Selu", "Gemm", "Mish", "Gemm", "HardSigmoid", "Gemm",
+                   "LogSoftmax", "Identity"]
+    attrs = {node.op_type: {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+             for node in model.graph.node}
+    assert attrs["HardSigmoid"] == pytest.approx({"alpha": 1 / 6, "beta": 0.5})
+    assert attrs["Selu"] == pytest.approx({"alpha": activations.SELU_ALPHA, "gamma": activations.SELU_SCALE})
+    assert attrs["LogSoftmax"] == {"axis": -1}
+    assert_matches(net, path)
+    net.export_onnx(path, opset=17)  # before Mish: x * tanh(softplus(x))
+    ops = [node.op_type for node in check_model(path).graph.node]
+    assert "Mish" not in ops and ops[ops.index("Softplus") + 1] == "Tanh"
+    assert_matches(net, path)
+    # float64: onnxruntime has no float64 Selu, HardSigmoid, Softplus (Mish's)
+    net64 = network(backend, layers(), "float64")
+    net64.export_onnx(path)
+    ops = {node.op_type for node in check_model(path).graph.node}
+    assert not ops & {"Selu", "HardSigmoid", "Mish", "Softplus"} and "LogSoftmax" in ops
+    assert_matches(net64, path)
+
+
+# every combination of the optional gamma (scale) and beta (center)
+NORMALIZATIONS = {
+    "LayerNorm": lambda: ax.LayerNorm(),
+    "LayerNorm(eps=1e-3, center=False)": lambda: ax.LayerNorm(1e-3, center=False),
+    "LayerNorm(scale=False)": lambda: ax.LayerNorm(scale=False),
+    "LayerNorm(center=False, scale=False)": lambda: ax.LayerNorm(center=False, scale=False),
+    "BatchNorm": lambda: ax.BatchNorm(),
+    "BatchNorm(momentum=0.3, eps=1e-3, center=False)": lambda: ax.BatchNorm(0.3, 1e-3, center=False),
+    "BatchNorm(scale=False)": lambda: ax.BatchNorm(scale=False),
+    "BatchNorm(center=False, scale=False)": lambda: ax.BatchNorm(center=False, scale=False),
+}
+
+
+def trained(backend, layers, dtype: str, input_size: int = 6) -> ax.Network:
+    """A network trained a few epochs on shifted, scaled data: BatchNorm's running estimates
+    (and every gamma, beta) are far from their initial values."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(96, input_size)) * 3.0 + 2.0
+    y = np.tanh(x @ rng.normal(size=(input_size, layers[-1].units)))
+    net = ax.Network(layers, input_size=input_size, backend=backend, dtype=dtype, seed=3, loss="mse")
+    net.fit(x, y, epochs=4, batch_size=16, verbose=0)
+    return net
+
+
+def normalization_state(net: ax.Network) -> list[np.ndarray]:
+    """Every normalization layer's gamma, beta and running estimates, on the host."""
+    return [np.asarray(layer.backend.to_numpy(getattr(layer, name))) for layer in net.layers
+            if isinstance(layer, ax.LayerNorm | ax.BatchNorm) for name in layer.weight_shapes()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("norm", list(NORMALIZATIONS))
+def test_normalization_layers(backend, norm, dtype, tmp_path) -> None:
+    make = NORMALIZATIONS[norm]
+    layers = [ax.Dense(8), make(), ax.ReLU(), ax.Dense(5, use_bias=False), make(), ax.Dense(3, "tanh")]
+    net = trained(backend, layers, dtype)
+    state = normalization_state(net)
+    initial = [np.ones_like(s) if name in ("gamma", "running_var") else np.zeros_like(s) for s, name in
+               zip(state, [n for layer in net.layers[1::3] for n in layer.weight_shapes()], strict=True)]
+    assert all(not np.allclose(s, i) for s, i in zip(state, initial, strict=True))  # trained, not trivial
+    path = tmp_path / "net.onnx"
+    net.export_onnx(path)
+    ops = {node.op_type for node in check_model(path).graph.node}
+    standard = "LayerNormalization" if norm.startswith("LayerNorm") else "BatchNormalization"
+    assert (standard in ops) == (dtype == "float32")  # float64: from elementary operators
+    assert_matches(net, path)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
+def test_normalization_layers_at_other_opsets(backend, opset, dtype, tmp_path) -> None:
+    layers = [ax.Dense(8, "gelu"), ax.LayerNorm(), ax.Dense(8, use_bias=False), ax.BatchNorm(momentum=0.5),
+              ax.Dense(4, "selu"), ax.LayerNorm(center=False), ax.Dense(3)]
+    net = trained(backend, layers, dtype)
+    path = tmp_path / "net.onnx"
+    net.export_onnx(path, opset=opset)
+    ops = {node.op_type for node in check_model(path).graph.node}
+    assert ("LayerNormalization" in ops) == (dtype == "float32" and opset >= 17)
+    assert_matches(net, path)
+
+
+def test_weights_are_bound_in_get_weights_order(backend, tmp_path) -> None:
+    layers = [ax.Dense(4), ax.BatchNorm(), ax.Dense(4, use_bias=False), ax.LayerNorm(scale=False),
+              ax.BatchNorm(center=False), ax.Dense(2)]
+    net = trained(backend, layers, "float64")
+    path = tmp_path / "net.onnx"
+    net.export_onnx(path)
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in check_model(path).graph.initializer}
+    names = [n for layer in net.layers for n in layer.weight_shapes()]
+    bound = [name for name in initializers if not name.startswith(("const_", "axes_"))]
+    assert [name.rsplit("_", 1)[0] for name in bound] == names
+    for name, weight in zip(bound, net.get_weights(), strict=True):
+        np.testing.assert_array_equal(initializers[name], weight)
+
+
+@pytest.mark.parametrize("norm", ["BatchNorm(center=False, scale=False)", "BatchNorm(scale=False)",
+                                  "BatchNorm(momentum=0.3, eps=1e-3, center=False)", "LayerNorm(scale=False)"])
+def test_a_single_feature_before_a_matmul(backend, norm, tmp_path) -> None:
+    # onnxruntime folds a one-element constant factor next to a MatMul into the MatMul's
+    # float32 scale factor: float64 graphs keep a one-feature normalization's factors apart
+    layers = [ax.Dense(1, use_bias=False), NORMALIZATIONS[norm](), ax.Dense(4, use_bias=False), ax.Dense(2)]
+    net = trained(backend, layers, "float64")
+    path = tmp_path / "net.onnx"
+    net.export_onnx(path)
+    assert_matches(net, path)
+
+
 @pytest.mark.parametrize("opset", [13, 17, 20, 22])
 def test_other_opsets(backend, opset, tmp_path) -> None:
     layers = [ax.Dense(8, "gelu"), ax.Dense(8, ax.LeakyReLU(0.1)), ax.Dense(8, "elu"), ax.Dense(3, "softmax")]

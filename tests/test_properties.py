@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import anyxp as ax
+from anyxp.activations import SELU_ALPHA, SELU_SCALE
 
 pytestmark = pytest.mark.on_device  # optimizers and properties are tested as components
 
@@ -20,6 +21,13 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    # z - logsumexp(z) written as (z - max) - log(sum(exp(z - max))): z - (max + log(sum))
+    # would round max + log(sum) to an ulp of max (up to 1e-12 here), the shifted form is exact
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def bound(activation: ax.Activation, backend: ax.Backend) -> ax.Activation:
@@ -42,9 +50,22 @@ def test_activations_are_finite_and_match_numpy(backend, name: str, z: np.ndarra
             "elu": np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
             "softmax": softmax(z),
             "gelu": 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3))),
+            "silu": z * np.exp(-np.logaddexp(0, -z)), "swish": z * np.exp(-np.logaddexp(0, -z)),
+            "selu": SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0))),
+            "mish": z * np.tanh(np.logaddexp(0, z)),
+            "hard_sigmoid": np.clip(z / 6 + 0.5, 0, 1),
+            "log_softmax": log_softmax(z),
         }[name]
-    # sigmoid and softplus' derivative use (1 + tanh(z/2)) / 2: exact to ~1 ulp of 1 (absolute)
-    atol = 1e-15 if name == "sigmoid" else 1e-300
+    atol = {
+        # sigmoid and softplus' derivative use (1 + tanh(z/2)) / 2: exact to ~1 ulp of 1 (absolute)
+        "sigmoid": 1e-15,
+        # z times that sigmoid: off by |z| * 1e-16 where sigmoid(z) < 1e-16 is rounded (|z| < 40)
+        "silu": 1e-14, "swish": 1e-14,
+        # anyxp's (z + 3) / 6 and z / 6 + 1/2 round differently: ~1 ulp of 1 (absolute)
+        "hard_sigmoid": 1e-15,
+        # log of the row's sum (>= 1), summed in the backend's order: ~1 ulp of 1 (absolute)
+        "log_softmax": 1e-15,
+    }.get(name, 1e-300)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=atol)
 
 
