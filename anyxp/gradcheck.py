@@ -147,9 +147,13 @@ def _check_network(net: Any, x: Any, y: Any, eps: float) -> float:
         out = net64._forward(data.x, True)
         return _scalar(net64.loss.value(out, data.t, data.w, logits=net64._logits) + net64._penalty())
 
-    net64._forward_backward(data.x, data.t, data.w)
-    analytic = np.array(to_numpy(net64._grad))
-    return _relative_error(analytic, _numeric_gradient(objective, net64._theta, eps))
+    state = net64.xp.asarray(net64._state, copy=True)  # training-mode passes move running statistics
+    try:
+        net64._forward_backward(data.x, data.t, data.w)
+        analytic = np.array(to_numpy(net64._grad))
+        return _relative_error(analytic, _numeric_gradient(objective, net64._theta, eps))
+    finally:
+        net64._state[...] = state
 
 
 def _float64_network(net: Any, input_size: int) -> Any:

@@ -418,8 +418,9 @@ def _sharded_gradients(net: Network, comm: Any, xb: Any, tb: Any, wb: Any, globa
             loss_sum, out = None, None
             for layer in norms:  # an empty shard: take part in the layers' all-reduces, in order
                 layer.join(layer.input_size)
-            for layer in reversed(norms):
-                layer.join_backward(layer.input_size)
+            for layer in reversed(norms):  # the others' backward reaches only those after the first parameter
+                if net.layers.index(layer) >= net._trainable_from:
+                    layer.join_backward(layer.input_size)
         else:
             loss_sum, out = net._forward_backward(xb, tb, wb)
             if xb.shape[0] != global_size:
@@ -466,7 +467,6 @@ def _locate_divergence(
     """The epoch's loss or weights are not finite: replay it from its start, checking each
     step on the host, and stop before the first step that is not finite. Raises, with the
     network's weights finite: those from before the bad step (or from the epoch's start)."""
-    xp = net.xp
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
     steps = -(-data.n // batch_size)  # exact for any integer batch_size
     for b, (*_, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
@@ -476,7 +476,7 @@ def _locate_divergence(
         bad = not math.isfinite(value)
         if not bad:
             net.optimizer.step()
-            bad = not bool(xp.all(xp.isfinite(net._theta)))
+            bad = not bool(_all_finite(net))
         if bad:
             net._restore_state(before)
             what = f"the loss became {value}" if not math.isfinite(value) else "the weights became non-finite"
