@@ -7,7 +7,7 @@ The same code trains on NumPy (CPU), CuPy (CUDA GPU), PyTorch or array-api-stric
 ...                  optimizer=ax.SGD(lr=0.1), backend="auto", seed=0)
 """
 
-from . import schedules
+from . import data, schedules
 from .activations import (
     ELU,
     GELU,
@@ -130,6 +130,7 @@ __all__ = [
     "available_backends",
     "check_gradients",
     "confusion_matrix",
+    "data",
     "get_backend",
     "load",
     "register",

@@ -338,7 +338,7 @@ def get_activation(spec: str | Activation | None) -> Activation:
     if isinstance(spec, type) and issubclass(spec, Activation):
         return spec()
     if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key in ACTIVATIONS:
-            return ACTIVATIONS[key]()
+        for key in (spec, spec.strip().lower()):  # a registered name as given, then anyxp's lower case
+            if key in ACTIVATIONS:
+                return ACTIVATIONS[key]()
     raise ValueError(f"unknown activation {spec!r}; valid names are {', '.join(ACTIVATIONS)}")

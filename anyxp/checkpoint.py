@@ -57,6 +57,7 @@ from .errors import BackendFallbackWarning, BackendUnavailableError, CheckpointE
 from .losses import LOSSES
 from .metrics import metric_from_config
 from .optimizers import OPTIMIZERS, optimizer_from_config
+from .regularizers import REGULARIZERS
 
 if TYPE_CHECKING:
     from .network import Network
@@ -160,7 +161,13 @@ def _check_savable(net: Network) -> None:
             raise TypeError(f"cannot store layer {i}'s activation {act!r} in a checkpoint: {hint}")
         if not isinstance(layer.get_config().get("init", ""), str):
             raise TypeError(f"cannot store layer {i}'s initializer {layer.init!r} in a checkpoint: {hint}")
-    if LOSSES.get(net.loss.name) is not type(net.loss):
+        for reg in layer.regularizers.values():
+            if REGULARIZERS.get(reg.name) is not type(reg):
+                raise TypeError(f"cannot store layer {i}'s regularizer {reg!r} in a checkpoint: it holds only "
+                                f"anyxp's {', '.join(REGULARIZERS)}")
+    saved_as = LOSSES.get(net.loss.name)
+    if saved_as is None or (saved_as is not type(net.loss)
+                            and type(net.loss).__dict__.get("checkpoint_class") is not saved_as):
         raise TypeError(f"cannot store the loss {net.loss!r} in a checkpoint: {hint}")
 
 

@@ -93,12 +93,21 @@ def _check_layer(layer: Layer, x: Any, eps: float) -> float:
     return max(errors)
 
 
+def copy_layer(layer: Layer) -> Layer:
+    """A new, unbuilt layer configured as ``layer`` (a Dense keeps its activation's and
+    initializer's own objects: they need not be registered)."""
+    config = {k: v for k, v in layer.get_config().items() if k != "input_size"}
+    if isinstance(layer, Dense):
+        act = layer.activation
+        config.update(activation=type(act)(**act.get_config()), init=layer.init)
+    return type(layer).from_config(config)
+
+
 def _float64_layer(layer: Layer) -> Layer:
     """A float64 copy of a built layer (same parameters, same fixed dropout mask)."""
     backend = layer.backend
     f64 = backend.float_dtype("float64")
-    config = {k: v for k, v in layer.get_config().items() if k != "input_size"}
-    copy = Dense.from_config(config) if isinstance(layer, Dense) else type(layer).from_config(config)
+    copy = copy_layer(layer)
     copy.build(layer.input_size, backend, f64, np.random.default_rng(0))
     for name in layer.param_names:
         getattr(copy, name)[...] = backend.asarray(to_numpy(getattr(layer, name)), dtype=f64)
@@ -161,7 +170,7 @@ def _float64_network(net: Any, input_size: int) -> Any:
 
     if net.built and net.dtype_name == "float64":
         return net
-    layers = [type(layer).from_config(layer.get_config()) for layer in net.layers]
+    layers = [copy_layer(layer) for layer in net.layers]
     copy = Network(
         layers, input_size=net.input_size or input_size, loss=net.loss, optimizer="sgd",
         backend=net.backend, dtype="float64", seed=net.seed, metrics=net.metrics,

@@ -315,6 +315,8 @@ def get_loss(spec: str | Loss) -> Loss:
         return type(spec)(**spec.get_config())
     if isinstance(spec, type) and issubclass(spec, Loss):
         return spec()
-    if isinstance(spec, str) and spec.strip().lower() in LOSSES:
-        return LOSSES[spec.strip().lower()]()
+    if isinstance(spec, str):
+        for key in (spec, spec.strip().lower()):  # a registered name as given, then anyxp's lower case
+            if key in LOSSES:
+                return LOSSES[key]()
     raise ValueError(f"unknown loss {spec!r}; valid names are {', '.join(LOSSES)}")

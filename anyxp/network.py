@@ -14,6 +14,7 @@ from .activations import Activation, get_activation
 from .backend import Backend, dtype_name, get_backend, is_array, to_numpy
 from .base import Layer
 from .callbacks import Callback, History
+from .data import is_on_disk
 from .layers import Dense, Dropout, bind_dropout
 from .losses import Loss, get_loss
 from .metrics import Metric, get_metric
@@ -376,12 +377,19 @@ class Network:
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        stream: bool | None = None,
         comm: Any = None,
     ) -> History:
         """Train; returns a `History`. Calling ``fit`` again continues training.
 
         ``initial_epoch`` (as in Keras): the epoch to start at, counting from 0; training
         runs until epoch ``epochs`` (a total, not a count of more epochs).
+        ``x`` may live on disk (`numpy.memmap`, h5py, zarr) or be a source of batches (an
+        `anyxp.data.Sequence`, or a generator with ``steps_per_epoch``): see `anyxp.data`.
+        ``stream``: True reads batches as needed instead of moving the data to the device
+        whole; None (default) streams sources of batches, and arrays on disk that would
+        take more than half of the available memory.
         With ``comm`` (`anyxp.distributed.init()`), train data-parallel across processes:
         ``batch_size`` is the global batch, split into per-rank shards.
         """
@@ -392,23 +400,38 @@ class Network:
             self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
             validation_split=validation_split, shuffle=shuffle, class_weight=class_weight,
             sample_weight=sample_weight, callbacks=callbacks, verbose=verbose, initial_epoch=initial_epoch,
-            comm=comm,
+            steps_per_epoch=steps_per_epoch, stream=stream, comm=comm,
         )
 
     @_on_device
-    def evaluate(self, x: Any, y: Any, *, batch_size: int | None = None, sample_weight: Any = None) -> dict[str, float]:
-        """Loss (and metrics) on ``(x, y)``: ``{"loss": ..., "accuracy": ...}``."""
-        from .training import evaluate_arrays, prepare_data
+    def evaluate(
+        self, x: Any, y: Any = None, *, batch_size: int | None = None, sample_weight: Any = None,
+        steps: int | None = None, stream: bool | None = None,
+    ) -> dict[str, float]:
+        """Loss (and metrics) on ``(x, y)``: ``{"loss": ..., "accuracy": ...}``. ``x`` may
+        live on disk or be a source of batches (with ``steps`` for a generator), as in `fit`."""
+        from .training import _features, evaluate_arrays, evaluate_data, prepare_data, stream_data
 
         batch_size = check_batch_size(batch_size)
+        data = stream_data(self, x, y, sample_weight, None, stream, steps)
+        if data is not None:
+            self.build(_features(self, data))
+            return evaluate_data(self, data, batch_size)
         data = prepare_data(self, x, y, sample_weight=sample_weight, names=("x", "y"))
         self.build(data.x.shape[1])
         return evaluate_arrays(self, data.to_device(self), batch_size)
 
     @_on_device
-    def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
-        """Outputs for ``x``, as arrays of the caller's library (NumPy in, NumPy out)."""
+    def predict(self, x: Any, *, batch_size: int | None = None, out: Any = None) -> Any:
+        """Outputs for ``x``, as arrays of the caller's library (NumPy in, NumPy out).
+
+        An ``x`` on disk (memmap, h5py, zarr) is read batch by batch; ``out`` (an array or
+        memmap of shape (samples, outputs)) receives the outputs instead of a new array."""
         batch_size = check_batch_size(batch_size) or EVAL_BATCH
+        if out is not None or is_on_disk(x):
+            from .training import predict_stream
+
+            return predict_stream(self, x, batch_size, out)
         x_in = x
         x = prepare_features(self, x)
         self.build(x.shape[1])

@@ -34,18 +34,23 @@ def register(obj: T) -> T:
     """
     from .checkpoint import LAYER_TYPES
 
+    entries: list[tuple[dict[str, Any], str, str]] = []  # (table, name, what): all checked, then added
     if isinstance(obj, type) and issubclass(obj, Layer):
         if issubclass(obj, activations.Activation):
-            _add(activations.ACTIVATIONS, _name_of(obj), obj, "activation")
-        _add(LAYER_TYPES, obj.__name__, obj, "layer type")
+            entries.append((activations.ACTIVATIONS, _name_of(obj), "activation"))
+        entries.append((LAYER_TYPES, obj.__name__, "layer type"))
     elif isinstance(obj, type) and issubclass(obj, losses.Loss):
-        _add(losses.LOSSES, _name_of(obj), obj, "loss")
+        entries.append((losses.LOSSES, _name_of(obj), "loss"))
     elif callable(obj) and not isinstance(obj, type):
-        _add(initializers.INITIALIZERS, getattr(obj, "__name__", ""), obj, "initializer")
+        entries.append((initializers.INITIALIZERS, getattr(obj, "__name__", ""), "initializer"))
     else:
         raise TypeError(
             f"register takes a Layer, Activation or Loss subclass or an initializer function, got {obj!r}"
         )
+    for table, name, what in entries:
+        _check_free(table, name, obj, what)
+    for table, name, _ in entries:
+        table[name] = obj
     return obj
 
 
@@ -57,10 +62,9 @@ def _name_of(cls: type) -> str:
     return name
 
 
-def _add(table: dict[str, Any], name: str, obj: Any, what: str) -> None:
+def _check_free(table: dict[str, Any], name: str, obj: Any, what: str) -> None:
     if not name or name.startswith("<"):
         raise ValueError(f"cannot register {obj!r}: it has no usable name")
     known = table.get(name)
     if known is not None and known is not obj:
         raise ValueError(f"cannot register {obj!r} as the {what} {name!r}: that name is taken by {known!r}")
-    table[name] = obj

@@ -73,6 +73,8 @@ class _SummedBinaryCrossEntropy(BinaryCrossEntropy):
     """Binary cross-entropy summed (not averaged) over the outputs, as scikit-learn's
     multilabel log-loss (the same for one output)."""
 
+    checkpoint_class = BinaryCrossEntropy  # saved as its parent; unpickling puts it back
+
     def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
         per, grad = super().per_sample(out, y, logits, need_grad)
         k = out.shape[1]
@@ -84,6 +86,8 @@ class _SummedBinaryCrossEntropy(BinaryCrossEntropy):
 class _HalfSquaredError(MSE):
     """scikit-learn's squared loss: ``mean((p - y)**2) / 2`` per sample (over outputs),
     with scikit-learn's gradient ``p - y`` per sample."""
+
+    checkpoint_class = MSE  # saved as its parent; unpickling puts it back
 
     def per_sample(self, out: Any, y: Any, logits: bool, need_grad: bool) -> tuple[Any, Any]:
         diff = out - y

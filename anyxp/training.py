@@ -15,6 +15,17 @@ import numpy as np
 
 from .backup import BackupAndRestore
 from .callbacks import Callback, History
+from .data import (
+    ArraySource,
+    HostBatch,
+    IteratorSource,
+    SequenceSource,
+    is_batch_source,
+    is_on_disk,
+    read_ahead,
+    too_big_for_memory,
+)
+from .data import Sequence as BatchSequence
 from .distributed import fit_facts, shard
 from .errors import TrainingDivergedError
 from .layers import Dropout
@@ -37,6 +48,65 @@ class DeviceData:
     t: Any
     w: Any
     n: int
+    keeps_targets = False  # the epoch's targets are taken from ``t`` in the epoch's order
+    replayable = True
+
+    def steps(self, batch_size: int) -> int:
+        return -(-self.n // batch_size)  # exact for any integer batch_size
+
+    def epoch_order(self, net: Network, shuffle: bool) -> Any:
+        """The epoch's permutation (on the device), drawn from the network's generator."""
+        return net.backend.asarray(net.rng.permutation(self.n)) if shuffle else None
+
+    def batches(self, net: Network, order: Any, batch_size: int, comm: Any = None) -> Iterator[Batch]:
+        return _batches(net, self, batch_size, order, comm)
+
+    def epoch_end(self) -> None: ...
+
+
+@dataclass
+class StreamData:
+    """A source read batch by batch on the host (`anyxp.data`), each batch moved to the
+    device as it is needed, read ahead by a thread."""
+
+    source: Any
+    n: int | None  # samples per epoch (None: known once read)
+    keeps_targets = True  # the epoch's targets and weights are kept from its batches
+
+    @property
+    def replayable(self) -> bool:
+        return self.source.replayable
+
+    def steps(self, batch_size: int) -> int:
+        return -(-self.n // batch_size) if isinstance(self.source, ArraySource) else self.source.steps
+
+    def epoch_order(self, net: Network, shuffle: bool) -> Any:
+        """The epoch's permutation on the host: of the samples (the in-memory fit's draw),
+        or of a `Sequence`'s batches; a generator is never shuffled."""
+        if not shuffle or isinstance(self.source, IteratorSource):
+            return None
+        return net.rng.permutation(self.n if isinstance(self.source, ArraySource) else self.source.steps)
+
+    def batches(self, net: Network, order: Any, batch_size: int, comm: Any = None) -> Iterator[Batch]:
+        backend, dtype = net.backend, net.dtype
+
+        def to_device(batch: HostBatch) -> Batch:
+            if batch.x is None:  # an empty shard of a data-parallel batch
+                return batch.lo, batch.hi, batch.a, batch.z, None, None, None
+            with backend.activate():  # the reader thread's current device (CuPy's is per thread)
+                w = None if batch.w is None else backend.asarray(batch.w, dtype=dtype)
+                return (batch.lo, batch.hi, batch.a, batch.z, backend.asarray(batch.x, dtype=dtype),
+                        backend.asarray(batch.t, dtype=dtype), w)
+
+        return read_ahead(self.source.batches(order, batch_size, comm), to_device)
+
+    def epoch_end(self) -> None:
+        end = getattr(self.source, "epoch_end", None)
+        if end is not None:
+            end()
+
+
+Batch = tuple[int, int, int, int, Any, Any, Any]  # lo, hi, a, z, x, targets, weights (device)
 
 
 @dataclass
@@ -46,6 +116,10 @@ class Data:
     x: Any
     t: np.ndarray
     w: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
 
     def split(self, at: int) -> tuple[Data, Data]:
         w = self.w
@@ -113,6 +187,8 @@ def fit(
     callbacks: Sequence[Callback],
     verbose: int,
     initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    stream: bool | None = None,
     comm: Any = None,
 ) -> History:
     epochs = as_int(epochs, "epochs", minimum=0)
@@ -124,44 +200,143 @@ def fit(
     shuffle = as_bool(shuffle, "shuffle")
     verbose = _verbosity(verbose)
     callbacks = _callback_list(callbacks)
+    if steps_per_epoch is not None:
+        steps_per_epoch = as_int(steps_per_epoch, "steps_per_epoch", minimum=1)
+    if stream is not None:
+        stream = as_bool(stream, "stream")
 
-    data = prepare_data(net, x, y, sample_weight=sample_weight, class_weight=class_weight)
-    val = None
-    if validation_split:
-        at = int(data.x.shape[0] * (1.0 - validation_split))
-        if at < 1 or at >= data.x.shape[0]:
-            raise ValueError(
-                f"validation_split={validation_split} leaves no training or no validation "
-                f"samples out of {data.x.shape[0]}"
-            )
-        data, val = data.split(at)
-    elif validation_data is not None:
-        if not isinstance(validation_data, tuple | list):
-            raise TypeError(f"validation_data must be a tuple (x_val, y_val), got {type(validation_data).__name__}")
-        if len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
-        vx, vy, *vw = validation_data
-        val = prepare_data(
-            net, vx, vy, sample_weight=vw[0] if vw else None,
-            names=("validation_data x", "validation_data y"), expected_features=data.x.shape[1],
-        )
-
-    net.build(data.x.shape[1])
-    _check_batch_norm_batches(net, int(data.x.shape[0]), batch_size)
+    train = stream_data(net, x, y, sample_weight, class_weight, stream, steps_per_epoch)
+    if train is None:
+        train, val = _in_memory(net, x, y, sample_weight, class_weight, validation_data, validation_split)
+    else:
+        train, val = _streamed_validation(net, train, validation_data, validation_split, class_weight, stream)
+    features = _features(net, train)
+    net.build(features)
+    if train.n is not None:
+        _check_batch_norm_batches(net, train.n, batch_size)
     if comm is not None:  # before any transport is set up: disagreeing ranks all raise, none hangs
-        val_n = 0 if val is None else int(val.x.shape[0])
-        comm.agree(fit_facts(net, comm, int(data.x.shape[0]), val_n, batch_size, epochs, shuffle))
-    train_dev = data.to_device(net)
-    val_dev = val.to_device(net) if val is not None else None
+        if train.n is None or (val is not None and val.n is None):
+            raise ValueError("data-parallel training streams arrays (memmap, h5py, zarr), "
+                             "not a Sequence or a generator")
+        val_n = 0 if val is None else val.n
+        comm.agree(fit_facts(net, comm, train.n, val_n, batch_size, epochs, shuffle))
+    if isinstance(train, Data):
+        train = train.to_device(net)
+    if isinstance(val, Data):
+        val = val.to_device(net)
     if comm is not None:
         comm = comm.bind(net.backend)
         comm.broadcast_(net._theta)  # every rank starts from rank 0's weights
         verbose = verbose if comm.is_main else 0
-    loop = _Loop(net, train_dev, val_dev, epochs, initial_epoch, batch_size, shuffle, callbacks, verbose, comm)
+    loop = _Loop(net, train, val, epochs, initial_epoch, batch_size, shuffle, callbacks, verbose, comm)
     # a diverging step overflows: the loop detects it and raises one clear error, so
     # NumPy's floating-point warnings would only be noise before it
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return loop.run()
+
+
+def _in_memory(
+    net: Network, x: Any, y: Any, sample_weight: Any, class_weight: Any, validation_data: Any,
+    validation_split: float,
+) -> tuple[Data, Data | None]:
+    """Training and validation data converted in memory (to be moved to the device whole)."""
+    data = prepare_data(net, x, y, sample_weight=sample_weight, class_weight=class_weight)
+    val = None
+    if validation_split:
+        at = _split_point(int(data.x.shape[0]), validation_split)
+        data, val = data.split(at)
+    elif validation_data is not None:
+        vx, vy, vw = _validation_tuple(validation_data)
+        val = prepare_data(
+            net, vx, vy, sample_weight=vw, names=("validation_data x", "validation_data y"),
+            expected_features=data.x.shape[1],
+        )
+    return data, val
+
+
+def _split_point(n: int, validation_split: float) -> int:
+    at = int(n * (1.0 - validation_split))
+    if at < 1 or at >= n:
+        raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples out of {n}")
+    return at
+
+
+def _validation_tuple(validation_data: Any) -> tuple[Any, Any, Any]:
+    if not isinstance(validation_data, tuple | list):
+        raise TypeError(f"validation_data must be a tuple (x_val, y_val), got {type(validation_data).__name__}")
+    if len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
+    vx, vy, *vw = validation_data
+    return vx, vy, (vw[0] if vw else None)
+
+
+def stream_data(
+    net: Network, x: Any, y: Any, sample_weight: Any, class_weight: Any, stream: bool | None,
+    steps_per_epoch: int | None = None, names: tuple[str, str] = ("x", "y"),
+) -> StreamData | None:
+    """The data as a stream (`anyxp.data`), or None for the in-memory path: a batch
+    source always streams; arrays stream when asked (``stream=True``), or when one lives
+    on disk and a copy in memory would take more than half of the memory available."""
+    if is_batch_source(x):
+        if y is not None or sample_weight is not None:
+            raise ValueError(f"{names[0]} is a source of batches, which hold the targets (and weights): "
+                             f"pass {names[1]}=None")
+        if stream is False:
+            raise ValueError(f"{names[0]} is a source of batches: it is always streamed (stream=False cannot hold)")
+        if isinstance(x, BatchSequence):
+            return StreamData(SequenceSource(net, x, class_weight), None)
+        return StreamData(IteratorSource(net, x, steps_per_epoch, class_weight), None)
+    if steps_per_epoch is not None:
+        raise ValueError("steps_per_epoch is for a generator of batches; arrays give their own")
+    on_disk = any(is_on_disk(a) for a in (x, y, sample_weight))
+    if stream is False or (stream is None and not on_disk) or y is None:
+        return None
+    if stream is None:
+        width = int(x.shape[1]) if len(getattr(x, "shape", ())) == 2 else 1
+        if not too_big_for_memory(int(x.shape[0]) * width * np.dtype(net.dtype_name).itemsize):
+            return None
+    source = ArraySource(net, x, y, sample_weight, class_weight, names)
+    return StreamData(source, source.n)
+
+
+def _streamed_validation(
+    net: Network, train: StreamData, validation_data: Any, validation_split: float, class_weight: Any,
+    stream: bool | None,
+) -> tuple[StreamData, StreamData | Data | None]:
+    """Validation data beside streamed training data: its last rows (``validation_split``,
+    arrays only), or ``validation_data`` (a Sequence, or arrays, streamed when they live on
+    disk or when asked)."""
+    if validation_split:
+        if not isinstance(train.source, ArraySource):
+            raise ValueError("validation_split takes the last rows of arrays: pass validation_data with a Sequence "
+                             "or a generator")
+        at = _split_point(train.n, validation_split)
+        head, tail = train.source.split(at)
+        return StreamData(head, head.n), StreamData(tail, tail.n)
+    if validation_data is None:
+        return train, None
+    if isinstance(validation_data, BatchSequence):
+        return train, StreamData(SequenceSource(net, validation_data), None)
+    vx, vy, vw = _validation_tuple(validation_data)
+    names = ("validation_data x", "validation_data y")
+    val = stream_data(net, vx, vy, vw, None, stream, names=names)
+    if val is None:
+        val = prepare_data(net, vx, vy, sample_weight=vw, names=names, expected_features=_features(net, train))
+    return train, val
+
+
+def _features(net: Network, data: Data | StreamData) -> int:
+    """The feature count of the data (a source's first batch is read for it if the
+    network does not know it)."""
+    if isinstance(data, Data):
+        return int(data.x.shape[1])
+    source = data.source
+    if isinstance(source, ArraySource):
+        return int(source.x.shape[1])
+    known = net.input_size or getattr(net.layers[0], "declared_input_size", None)
+    if known is not None:
+        return known
+    return source.peek_features()
 
 
 def _check_batch_norm_batches(net: Network, n: int, batch_size: int) -> None:
@@ -232,7 +407,7 @@ class _Loop:
         self.history = History()
         self.callbacks = [self.history, *callbacks]
         self.backup = next((cb for cb in callbacks if isinstance(cb, BackupAndRestore)), None)
-        self.steps = -(-data.n // batch_size)  # exact for any integer batch_size
+        self.steps = data.steps(batch_size)
         names = ["loss", *(m.name for m in net.metrics)]
         self.metric_names = [*names, *(f"val_{m}" for m in names if val is not None)]
         self.params = {"epochs": epochs, "steps": self.steps, "batch_size": batch_size, "samples": data.n,
@@ -272,16 +447,16 @@ class _Loop:
         # dropout masks: a function of (seed, layer, optimizer.steps, element); nothing to reseed
         dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
         optimizer, step_fn = net.optimizer, net._forward_backward
-        outputs = _EpochOutputs(net, data.n, self.steps, comm)
+        outputs = _EpochOutputs(net, data.n, self.steps, comm, keep_targets=data.keeps_targets)
         for epoch in range(start, self.epochs):
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch)
             # for a replay if this epoch diverges; the buffers are reused from fit to fit
             snapshot = net._replay_snapshot = net._snapshot_state(net._replay_snapshot)
-            order = net.backend.asarray(net.rng.permutation(data.n)) if self.shuffle else None
+            order = data.epoch_order(net, self.shuffle)
             self.progress.epoch_begin(epoch)
             outputs.reset()
-            for b, (lo, hi, a, z, xb, tb, wb) in enumerate(_batches(net, data, self.batch_size, order, comm)):
+            for b, (lo, hi, a, z, xb, tb, wb) in enumerate(data.batches(net, order, self.batch_size, comm)):
                 if batch_callbacks:
                     for cb in batch_callbacks:
                         cb.on_batch_begin(b)
@@ -292,10 +467,11 @@ class _Loop:
                 else:
                     loss_sum, out = _sharded_gradients(net, comm, xb, tb, wb, hi - lo)
                 optimizer.step()
-                outputs.add(b, a, z, loss_sum, out)
+                outputs.add(b, lo, hi, a, z, loss_sum, out, tb, wb)
                 if batch_callbacks and out is not None:  # asked for: one sync per batch (this rank's shard)
                     _batch_end(net, batch_callbacks, b, loss_sum, out, tb, wb)
                 self.progress.batch_done()
+            data.epoch_end()
             logs = self._epoch_logs(outputs, order, snapshot, epoch)
             self.progress.epoch_end(epoch, logs)
             for cb in self.callbacks:
@@ -314,7 +490,7 @@ class _Loop:
         # update of an epoch (or the only one of a full batch) can blow up with every loss finite
         loss_sum, (stats, sizes) = outputs.totals(data, order)
         loss_total, finite, *stat_values = _to_host(net, [loss_sum, _all_finite(net), *stats], comm)
-        logs = {"loss": loss_total / data.n, **_finish_metrics(net, stat_values, sizes)}
+        logs = {"loss": loss_total / outputs.samples, **_finish_metrics(net, stat_values, sizes)}
         weights_finite = finite == (1 if comm is None else comm.size)
         if not (math.isfinite(logs["loss"]) and weights_finite):
             self.progress.close()
@@ -328,49 +504,90 @@ class _Loop:
                 )
             _locate_divergence(net, data, self.batch_size, order, snapshot, epoch, self.epochs)
         if self.val is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate_arrays(net, self.val, None, comm).items()})
+            logs.update({f"val_{k}": v for k, v in evaluate_data(net, self.val, None, comm).items()})
         logs["learning_rate"] = net.optimizer.current_lr
         return logs
 
 
 class _EpochOutputs:
-    """The epoch's per-batch loss sums, and its outputs for the metrics, written into
-    device buffers with one cheap store per batch; the metrics' statistics are computed
-    once per epoch over all of it (``totals``)."""
+    """The epoch's per-batch loss sums, and its outputs (with its targets and weights when
+    the data is streamed) for the metrics: one cheap store per batch into device buffers
+    (or, for a source of unknown length, a list of the batches' arrays); the metrics'
+    statistics are computed once per epoch over all of it (``totals``)."""
 
-    def __init__(self, net: Network, n: int, steps: int, comm: Any) -> None:
+    def __init__(self, net: Network, n: int | None, steps: int, comm: Any, keep_targets: bool = False) -> None:
         xp, dev = net.xp, net.backend.device
-        self.net, self.xp, self.comm = net, xp, comm
+        self.net, self.xp, self.comm, self.n = net, xp, comm, n
         self.losses = xp.zeros((steps,), dtype=net.dtype, device=dev)
-        self.outputs = None
-        if net.metrics:
+        self.samples = 0  # rows of the (global) batches seen this epoch
+        self.keep = bool(net.metrics)
+        self.keep_targets = keep_targets and self.keep
+        self.outputs = self.targets = self.weights = None
+        self.parts: list[tuple[Any, Any, Any]] = []
+        if self.keep and n is not None:
             self.outputs = xp.zeros((n, net.output_size), dtype=net.dtype, device=dev)
+            if self.keep_targets:
+                self.targets = xp.zeros((n, net.output_size), dtype=net.dtype, device=dev)
 
     def reset(self) -> None:
         """Data-parallel: each rank fills its own rows and the rest must read 0 (summed)."""
-        if self.comm is not None and self.outputs is not None:
-            self.outputs[...] = 0.0
+        self.samples = 0
+        self.parts = []
+        if self.comm is not None:
+            for buffer in (self.outputs, self.targets, self.weights):
+                if buffer is not None:
+                    buffer[...] = 0.0
 
-    def add(self, b: int, a: int, z: int, loss_sum: Any, out: Any) -> None:
-        """Batch ``b``'s loss sum and outputs (rows ``a:z`` of the epoch's order)."""
+    def add(self, b: int, lo: int, hi: int, a: int, z: int, loss_sum: Any, out: Any, tb: Any, wb: Any) -> None:
+        """Batch ``b`` (rows ``lo:hi`` of the epoch, this rank's ``a:z``): its loss sum,
+        outputs, and when kept, targets and weights."""
+        self.samples = hi
         if out is None:  # an empty shard of a distributed batch
             self.losses[b] = 0.0
             return
         self.losses[b] = loss_sum
-        if self.outputs is not None:
-            self.outputs[a:z, ...] = out
+        if not self.keep:
+            return
+        if self.outputs is None:
+            self.parts.append((out, tb, wb))
+            return
+        self.outputs[a:z, ...] = out
+        if self.keep_targets:
+            self.targets[a:z, ...] = tb
+            if wb is not None:
+                if self.weights is None:
+                    self.weights = self.xp.zeros((self.n,), dtype=self.net.dtype, device=self.net.backend.device)
+                self.weights[a:z] = wb
 
-    def totals(self, data: DeviceData, order: Any) -> tuple[Any, tuple[list[Any], list[int]]]:
+    def totals(self, data: Any, order: Any) -> tuple[Any, tuple[list[Any], list[int]]]:
         """The loss sum and the metrics' statistics (device arrays, and their sizes) of
         the epoch over ``data`` taken in ``order``."""
-        xp, outputs = self.xp, self.outputs
-        if outputs is None:
+        xp = self.xp
+        if not self.keep:
             return xp.sum(self.losses), ([], [])
-        targets = data.t if order is None else xp.take(data.t, order, axis=0)
-        weights = data.w if order is None or data.w is None else xp.take(data.w, order, axis=0)
+        if self.outputs is None:  # a source of unknown length: its batches' arrays, joined
+            outputs, targets, weights = self._joined()
+        elif self.keep_targets:
+            outputs, targets, weights = self.outputs, self.targets, self.weights
+        else:
+            outputs = self.outputs
+            targets = data.t if order is None else xp.take(data.t, order, axis=0)
+            weights = data.w if order is None or data.w is None else xp.take(data.w, order, axis=0)
         if self.comm is not None:  # every rank gets every rank's rows
-            self.comm.allreduce_sum_(outputs)
+            for buffer in (outputs, targets, weights) if self.keep_targets else (outputs,):
+                if buffer is not None:
+                    self.comm.allreduce_sum_(buffer)
         return xp.sum(self.losses), _metric_statistics(self.net, outputs, targets, weights, self.comm)
+
+    def _joined(self) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        outs, targets, weights = zip(*self.parts, strict=True)
+        if all(w is None for w in weights):
+            joined_weights = None
+        else:  # a batch without weights weighs each sample 1
+            joined_weights = xp.concat([xp.ones((o.shape[0],), dtype=o.dtype, device=self.net.backend.device)
+                                        if w is None else w for o, w in zip(outs, weights, strict=True)])
+        return xp.concat(list(outs)), xp.concat(list(targets)), joined_weights
 
 
 def _metric_statistics(
@@ -461,15 +678,17 @@ def _to_host(net: Network, values: list[Any], comm: Any = None) -> list[float]:
 
 
 def _locate_divergence(
-    net: Network, data: DeviceData, batch_size: int, order: Any, snapshot: Any,
+    net: Network, data: DeviceData | StreamData, batch_size: int, order: Any, snapshot: Any,
     epoch: int, epochs: int,
 ) -> None:
     """The epoch's loss or weights are not finite: replay it from its start, checking each
     step on the host, and stop before the first step that is not finite. Raises, with the
-    network's weights finite: those from before the bad step (or from the epoch's start)."""
+    network's weights finite: those from before the bad step (or from the epoch's start;
+    a generator cannot be replayed)."""
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
-    steps = -(-data.n // batch_size)  # exact for any integer batch_size
-    for b, (*_, xb, tb, wb) in enumerate(_batches(net, data, batch_size, order)):
+    steps = data.steps(batch_size)
+    batches = data.batches(net, order, batch_size) if data.replayable else iter(())
+    for b, (*_, xb, tb, wb) in enumerate(batches):
         before = net._snapshot_state()
         loss, _ = net._forward_backward(xb, tb, wb)
         value = float(net.backend.to_numpy(loss))
@@ -493,6 +712,26 @@ def _locate_divergence(
 
 
 EVAL_BATCH = 8192  # samples per forward pass in evaluate / predict when not given
+
+
+def evaluate_data(
+    net: Network, data: DeviceData | StreamData, batch_size: int | None, comm: Any = None
+) -> dict[str, float]:
+    """Loss and metrics over device data or a stream, accumulated on the device; one
+    transfer. With ``comm``, each rank evaluates its share and the sums are reduced."""
+    if isinstance(data, DeviceData):
+        return evaluate_arrays(net, data, batch_size, comm)
+    batch_size = batch_size or EVAL_BATCH
+    outputs = _EpochOutputs(net, data.n, data.steps(batch_size), comm, keep_targets=True)
+    for b, (lo, hi, a, z, xb, tb, wb) in enumerate(data.batches(net, None, batch_size, comm)):
+        out = None if xb is None else net._forward(xb, False)
+        loss_sum = None if xb is None else net.loss.value(out, tb, wb, logits=net._logits) * (z - a)
+        outputs.add(b, lo, hi, a, z, loss_sum, out, tb, wb)
+    loss_sum, (stats, sizes) = outputs.totals(data, None)
+    if net._regularized:  # once per sample: each rank its rows' share
+        loss_sum = loss_sum + net._penalty() * (outputs.samples if comm is None else outputs.samples / comm.size)
+    loss_total, *values = _to_host(net, [loss_sum, *stats], comm)
+    return {"loss": loss_total / outputs.samples, **_finish_metrics(net, values, sizes)}
 
 
 def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm: Any = None) -> dict[str, float]:
@@ -521,3 +760,34 @@ def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm
         stats, sizes = _metric_statistics(net, outputs, data.t, data.w, comm)
     loss_total, *values = _to_host(net, [loss_sum, *stats], comm)
     return {"loss": loss_total / data.n, **_finish_metrics(net, values, sizes)}
+
+
+def predict_stream(net: Network, x: Any, batch_size: int, out: Any = None) -> Any:
+    """`Network.predict` batch by batch from an array on disk (or in memory), the next
+    batch read while the current one runs; into ``out`` when given, else a new host array."""
+    if len(getattr(x, "shape", ())) != 2:
+        raise ValueError(f"x must be 2-D (samples, features), got shape {tuple(getattr(x, 'shape', ()))}")
+    n = int(x.shape[0])
+    if n == 0:
+        raise ValueError("x is empty (0 samples)")
+    net.build(int(x.shape[1]))
+    outputs = net.output_size
+    if out is None:
+        out = np.empty((n, outputs), dtype=net.dtype_name)
+    elif tuple(getattr(out, "shape", ())) != (n, outputs):
+        raise ValueError(f"out has shape {tuple(getattr(out, 'shape', ()))}, expected ({n}, {outputs})")
+    backend = net.backend
+    expected = net.input_size
+
+    def read(lo: int) -> tuple[int, Any]:
+        hi = min(n, lo + batch_size)
+        host = as_features(np.asarray(x[lo:hi]), f"x (rows {lo}-{hi - 1})", None, net.dtype_name, expected)
+        with backend.activate():
+            return lo, backend.asarray(host, dtype=net.dtype)
+
+    for lo, xb in read_ahead(map(read, range(0, n, batch_size))):
+        a = xb
+        for layer in net.layers:
+            a = layer.forward(a, False)
+        out[lo : lo + a.shape[0]] = backend.to_numpy(a)
+    return out
