@@ -177,6 +177,16 @@ class Backend:
         with self.activate():
             return xp.asarray(x, dtype=dtype, device=self.device)
 
+    def upload(self, host: np.ndarray, dtype: Any) -> Any:
+        """A host batch (already of ``dtype``) to the device, as a streamed fit moves it:
+        through pinned memory and an asynchronous copy on CuPy and on torch CUDA."""
+        if self.name == "cupy":
+            return cuda.upload(np.ascontiguousarray(host), dtype, self.device)  # cuda-only
+        if self.name == "torch" and self.device.type == "cuda":
+            pinned = self.library.from_numpy(np.ascontiguousarray(host)).pin_memory()
+            return pinned.to(self.device, dtype=dtype, non_blocking=True)
+        return self.asarray(host, dtype=dtype)
+
     def to_numpy(self, x: Any) -> np.ndarray:
         """A host NumPy copy (or view, for NumPy) of one of this backend's arrays."""
         return to_numpy(x)

@@ -121,6 +121,23 @@ def synchronize(cuda_device: Any) -> None:
     cuda_device.synchronize()
 
 
+def upload(host: np.ndarray, dtype: Any, cuda_device: Any) -> Any:
+    """A streamed batch to the GPU: staged in pinned host memory and copied on a copy
+    stream of its own, so that the copy overlaps the step running on the compute stream.
+    Called by the reader thread, which waits for its copy (the training step never does)."""
+    import cupy
+
+    with cuda_device:
+        stream = cupy.cuda.Stream(non_blocking=True)
+        pinned = cupy.cuda.alloc_pinned_memory(host.nbytes)
+        staging = np.frombuffer(pinned, dtype=host.dtype, count=host.size).reshape(host.shape)
+        staging[...] = host
+        out = cupy.empty(host.shape, dtype=dtype)
+        out.set(staging, stream=stream)
+        stream.synchronize()  # the pinned buffer is reused once the copy is done
+        return out
+
+
 # --------------------------------------------------------------------------- NCCL
 
 

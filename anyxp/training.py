@@ -94,9 +94,9 @@ class StreamData:
             if batch.x is None:  # an empty shard of a data-parallel batch
                 return batch.lo, batch.hi, batch.a, batch.z, None, None, None
             with backend.activate():  # the reader thread's current device (CuPy's is per thread)
-                w = None if batch.w is None else backend.asarray(batch.w, dtype=dtype)
-                return (batch.lo, batch.hi, batch.a, batch.z, backend.asarray(batch.x, dtype=dtype),
-                        backend.asarray(batch.t, dtype=dtype), w)
+                w = None if batch.w is None else backend.upload(batch.w, dtype)
+                return (batch.lo, batch.hi, batch.a, batch.z, backend.upload(batch.x, dtype),
+                        backend.upload(batch.t, dtype), w)
 
         return read_ahead(self.source.batches(order, batch_size, comm), to_device)
 
