@@ -143,15 +143,11 @@ def _power(base: float, exponent: float) -> float:
 # --------------------------------------------------------------------------- schedules
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase``,
-    the exponent is ``floor(step / decay_steps)`` (the rate drops every ``decay_steps``).
+class _RateDecay(LearningRateSchedule):
+    """Shared by `ExponentialDecay` and `InverseTimeDecay`: the same arguments, and the
+    decay's progress ``step / decay_steps`` (floored with ``staircase``)."""
 
-    >>> ExponentialDecay(0.1, 10, 0.5)(5)  # 0.1 * 0.5 ** 0.5
-    0.07071067811865477
-    """
-
-    name = "ExponentialDecay"
+    name = "_RateDecay"
 
     def __init__(
         self,
@@ -167,10 +163,9 @@ class ExponentialDecay(LearningRateSchedule):
         self.decay_rate = _rate(decay_rate, "decay_rate")
         self.staircase = as_bool(staircase, "staircase")
 
-    def __call__(self, step: int) -> float:
+    def _progress(self, step: int) -> float:
         step = _check_step(step)
-        p = step // self.decay_steps if self.staircase else step / self.decay_steps
-        return self.initial_learning_rate * _power(self.decay_rate, p)
+        return step // self.decay_steps if self.staircase else step / self.decay_steps
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -179,6 +174,20 @@ class ExponentialDecay(LearningRateSchedule):
             "decay_rate": self.decay_rate,
             "staircase": self.staircase,
         }
+
+
+class ExponentialDecay(_RateDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase``,
+    the exponent is ``floor(step / decay_steps)`` (the rate drops every ``decay_steps``).
+
+    >>> ExponentialDecay(0.1, 10, 0.5)(5)  # 0.1 * 0.5 ** 0.5
+    0.07071067811865477
+    """
+
+    name = "ExponentialDecay"
+
+    def __call__(self, step: int) -> float:
+        return self.initial_learning_rate * _power(self.decay_rate, self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -281,7 +290,7 @@ class PolynomialDecay(LearningRateSchedule):
         }
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``; with
     ``staircase``, ``floor(step / decay_steps)`` in place of ``step / decay_steps``.
 
@@ -291,32 +300,9 @@ class InverseTimeDecay(LearningRateSchedule):
 
     name = "InverseTimeDecay"
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str | None = None,
-    ) -> None:
-        _check_name(name)
-        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _count(decay_steps, "decay_steps", 1)
-        self.decay_rate = _rate(decay_rate, "decay_rate")
-        self.staircase = as_bool(staircase, "staircase")
-
     def __call__(self, step: int) -> float:
-        step = _check_step(step)
-        p = step // self.decay_steps if self.staircase else step / self.decay_steps
-        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step))
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-        }
 
 
 def _cosine(fraction: float, alpha: float) -> float:
