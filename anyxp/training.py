@@ -6,6 +6,7 @@ entry points, which make it current (``_on_device``), and `check_gradients`."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -442,12 +443,8 @@ class _Loop:
         return self.history
 
     def _epochs(self, start: int) -> None:
-        net, data, comm = self.net, self.data, self.comm
-        batch_callbacks = [cb for cb in self.callbacks if cb.wants_batches]
-        # dropout masks: a function of (seed, layer, optimizer.steps, element); nothing to reseed
-        dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
-        optimizer, step_fn = net.optimizer, net._forward_backward
-        outputs = _EpochOutputs(net, data.n, self.steps, comm, keep_targets=data.keeps_targets)
+        net, data = self.net, self.data
+        outputs = _EpochOutputs(net, data.n, self.steps, self.comm, keep_targets=data.keeps_targets)
         for epoch in range(start, self.epochs):
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch)
@@ -456,10 +453,28 @@ class _Loop:
             order = data.epoch_order(net, self.shuffle)
             self.progress.epoch_begin(epoch)
             outputs.reset()
-            for b, (lo, hi, a, z, xb, tb, wb) in enumerate(data.batches(net, order, self.batch_size, comm)):
-                if batch_callbacks:
-                    for cb in batch_callbacks:
-                        cb.on_batch_begin(b)
+            self._train_batches(order, outputs)
+            logs = self._epoch_logs(outputs, order, snapshot, epoch)
+            data.epoch_end()  # after a replay of the epoch, if it diverged
+            self.progress.epoch_end(epoch, logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.backup is not None:  # after every callback has seen the epoch end
+                self.backup.save(epoch, self.callbacks)
+            if net.stop_training:
+                break
+
+    def _train_batches(self, order: Any, outputs: _EpochOutputs) -> None:
+        """One step per batch of the epoch, in ``order``."""
+        net, comm = self.net, self.comm
+        batch_callbacks = [cb for cb in self.callbacks if cb.wants_batches]
+        # dropout masks: a function of (seed, layer, optimizer.steps, element); nothing to reseed
+        dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
+        optimizer, step_fn = net.optimizer, net._forward_backward
+        with contextlib.closing(self.data.batches(net, order, self.batch_size, comm)) as batches:
+            for b, (lo, hi, a, z, xb, tb, wb) in enumerate(batches):
+                for cb in batch_callbacks:
+                    cb.on_batch_begin(b)
                 for layer in dropouts:  # a shard's masks are its rows of the global batch's masks
                     layer.row_offset = a - lo
                 if comm is None:
@@ -471,15 +486,6 @@ class _Loop:
                 if batch_callbacks and out is not None:  # asked for: one sync per batch (this rank's shard)
                     _batch_end(net, batch_callbacks, b, loss_sum, out, tb, wb)
                 self.progress.batch_done()
-            data.epoch_end()
-            logs = self._epoch_logs(outputs, order, snapshot, epoch)
-            self.progress.epoch_end(epoch, logs)
-            for cb in self.callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if self.backup is not None:  # after every callback has seen the epoch end
-                self.backup.save(epoch, self.callbacks)
-            if net.stop_training:
-                break
 
     def _epoch_logs(self, outputs: _EpochOutputs, order: Any, snapshot: Any, epoch: int) -> dict[str, float]:
         """The epoch's loss and metrics, the validation's, and the learning rate; raises
@@ -688,7 +694,7 @@ def _locate_divergence(
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
     steps = data.steps(batch_size)
     batches = data.batches(net, order, batch_size) if data.replayable else iter(())
-    for b, (*_, xb, tb, wb) in enumerate(batches):
+    for b, (*_, xb, tb, wb) in enumerate(contextlib.closing(batches) if data.replayable else batches):
         before = net._snapshot_state()
         loss, _ = net._forward_backward(xb, tb, wb)
         value = float(net.backend.to_numpy(loss))
@@ -723,10 +729,11 @@ def evaluate_data(
         return evaluate_arrays(net, data, batch_size, comm)
     batch_size = batch_size or EVAL_BATCH
     outputs = _EpochOutputs(net, data.n, data.steps(batch_size), comm, keep_targets=True)
-    for b, (lo, hi, a, z, xb, tb, wb) in enumerate(data.batches(net, None, batch_size, comm)):
-        out = None if xb is None else net._forward(xb, False)
-        loss_sum = None if xb is None else net.loss.value(out, tb, wb, logits=net._logits) * (z - a)
-        outputs.add(b, lo, hi, a, z, loss_sum, out, tb, wb)
+    with contextlib.closing(data.batches(net, None, batch_size, comm)) as batches:
+        for b, (lo, hi, a, z, xb, tb, wb) in enumerate(batches):
+            out = None if xb is None else net._forward(xb, False)
+            loss_sum = None if xb is None else net.loss.value(out, tb, wb, logits=net._logits) * (z - a)
+            outputs.add(b, lo, hi, a, z, loss_sum, out, tb, wb)
     loss_sum, (stats, sizes) = outputs.totals(data, None)
     if net._regularized:  # once per sample: each rank its rows' share
         loss_sum = loss_sum + net._penalty() * (outputs.samples if comm is None else outputs.samples / comm.size)
@@ -785,9 +792,10 @@ def predict_stream(net: Network, x: Any, batch_size: int, out: Any = None) -> An
         with backend.activate():
             return lo, backend.asarray(host, dtype=net.dtype)
 
-    for lo, xb in read_ahead(map(read, range(0, n, batch_size))):
-        a = xb
-        for layer in net.layers:
-            a = layer.forward(a, False)
-        out[lo : lo + a.shape[0]] = backend.to_numpy(a)
+    with contextlib.closing(read_ahead(map(read, range(0, n, batch_size)))) as batches:
+        for lo, xb in batches:
+            a = xb
+            for layer in net.layers:
+                a = layer.forward(a, False)
+            out[lo : lo + a.shape[0]] = backend.to_numpy(a)
     return out
