@@ -174,6 +174,8 @@ class Backend:
             return x
         if _namespace_or_none(x) is not None and not isinstance(x, np.ndarray):
             x = to_numpy(x)  # another library's array: through the host
+        if self.name == "torch" and isinstance(x, np.ndarray) and not x.flags.writeable:
+            x = np.array(x)  # torch would share a read-only buffer (a memmap opened "r"), with a warning
         with self.activate():
             return xp.asarray(x, dtype=dtype, device=self.device)
 

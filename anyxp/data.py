@@ -143,9 +143,8 @@ class BatchConverter:
         self.net, self.class_weight, self.source = net, class_weight, source
         self.features: int | None = None
 
-    def __call__(self, index: int, x: Any, y: Any, w: Any = None, rows: str = "") -> tuple[Any, Any, Any]:
+    def __call__(self, where: str, x: Any, y: Any, w: Any = None) -> tuple[Any, Any, Any]:
         net = self.net
-        where = f"batch {index + 1}{rows}"
         expected = self.features or net.input_size or getattr(net.layers[0], "declared_input_size", None)
         xb = as_features(x, f"{self.source} ({where})", None, net.dtype_name, expected)
         if self.features is None:
@@ -205,8 +204,14 @@ class ArraySource:
             if a == z:
                 yield HostBatch(index, lo, hi, a, z, None, None, None)  # type: ignore[arg-type]
                 continue
-            parts = [None if v is None else read_in_order(v, rows) for v in (self.x, self.y, self.w)]
-            yield HostBatch(index, lo, hi, a, z, *self.convert(index, *parts, rows=f", rows {lo}-{hi - 1}"))
+            where = f"batch {index + 1}"
+            try:
+                parts = [None if v is None else read_in_order(v, rows) for v in (self.x, self.y, self.w)]
+            except OSError as exc:
+                raise OSError(f"reading {where} (rows {int(rows.min())}-{int(rows.max())}) failed: {exc}") from exc
+            for name, part in zip((*self.names, "sample_weight"), parts, strict=True):
+                _check_rows(part, rows, name, where)
+            yield HostBatch(index, lo, hi, a, z, *self.convert(where, *parts))
 
 
 class SequenceSource:
@@ -226,12 +231,13 @@ class SequenceSource:
         lo = 0
         for index in range(self.steps):
             i = index if order is None else int(order[index])
+            where = f"batch {i} of the Sequence"
             try:
                 batch = self.seq[i]
             except Exception as exc:
-                raise ValueError(f"the Sequence raised reading batch {i} ({type(exc).__name__}: {exc})") from exc
-            x, y, w = _unpack(batch, f"batch {i} of the Sequence")
-            xb, tb, wb = self.convert(i, x, y, w)
+                raise ValueError(f"reading {where} raised {type(exc).__name__}: {exc}") from exc
+            x, y, w = _unpack(batch, where)
+            xb, tb, wb = self.convert(where, x, y, w)
             hi = lo + int(xb.shape[0])
             yield HostBatch(index, lo, hi, lo, hi, xb, tb, wb)
             lo = hi
@@ -272,8 +278,9 @@ class IteratorSource:
             except StopIteration:
                 raise ValueError(f"the batch source ran out after {index} of the {self.steps} batches of "
                                  "this epoch (steps_per_epoch)") from None
-            x, y, w = _unpack(batch, f"batch {index + 1} of the generator")
-            xb, tb, wb = self.convert(index, x, y, w)
+            where = f"batch {index + 1} of the generator"
+            x, y, w = _unpack(batch, where)
+            xb, tb, wb = self.convert(where, x, y, w)
             hi = lo + int(xb.shape[0])
             yield HostBatch(index, lo, hi, lo, hi, xb, tb, wb)
             lo = hi
@@ -290,6 +297,24 @@ class IteratorSource:
         self.iterator = itertools.chain([first], self.iterator)
         x, _, _ = _unpack(first, "batch 1 of the generator")
         return int(np.shape(x)[1]) if len(np.shape(x)) == 2 else 0
+
+
+def _check_rows(part: np.ndarray | None, rows: np.ndarray, name: str, where: str) -> None:
+    """NaN or inf in the rows read: an error naming the array's own row (as the in-memory
+    fit names it) and the batch."""
+    if part is None or part.dtype.kind != "f":
+        return
+    finite = np.isfinite(part)
+    if finite.all():
+        return
+    i = int(np.argmin(finite.reshape(part.shape[0], -1).all(axis=1)))
+    what = "NaN" if np.isnan(part[i]).any() else "inf"
+    raise ValueError(f"{where}: {name} contains {what} in row {int(rows[i])}")
+
+
+def in_memory(a: Any) -> Any:
+    """An array on disk read whole (for the in-memory path); anything else as it is."""
+    return np.asarray(a[:]) if is_on_disk(a) and not isinstance(a, np.ndarray) else a
 
 
 def _unpack(batch: Any, where: str) -> tuple[Any, Any, Any]:

@@ -14,7 +14,7 @@ from .activations import Activation, get_activation
 from .backend import Backend, dtype_name, get_backend, is_array, to_numpy
 from .base import Layer
 from .callbacks import Callback, History
-from .data import is_on_disk
+from .data import in_memory, is_on_disk
 from .layers import Dense, Dropout, bind_dropout
 from .losses import Loss, get_loss
 from .metrics import Metric, get_metric
@@ -417,6 +417,7 @@ class Network:
         if data is not None:
             self.build(_features(self, data))
             return evaluate_data(self, data, batch_size)
+        x, y, sample_weight = in_memory(x), in_memory(y), in_memory(sample_weight)
         data = prepare_data(self, x, y, sample_weight=sample_weight, names=("x", "y"))
         self.build(data.x.shape[1])
         return evaluate_arrays(self, data.to_device(self), batch_size)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import data as data_module
 from .backup import BackupAndRestore
 from .callbacks import Callback, History
 from .data import (
@@ -21,10 +22,10 @@ from .data import (
     HostBatch,
     IteratorSource,
     SequenceSource,
+    in_memory,
     is_batch_source,
     is_on_disk,
     read_ahead,
-    too_big_for_memory,
 )
 from .data import Sequence as BatchSequence
 from .distributed import fit_facts, shard
@@ -117,17 +118,20 @@ class Data:
     x: Any
     t: np.ndarray
     w: np.ndarray | None
+    labels: np.ndarray | None = None  # the class of each sample, when the targets are classes
 
     @property
     def n(self) -> int:
         return int(self.x.shape[0])
 
     def split(self, at: int) -> tuple[Data, Data]:
-        w = self.w
+        w, labels = self.w, self.labels
         return (
-            Data(self.x[:at, ...], self.t[:at], None if w is None else w[:at]),
-            Data(self.x[at:, ...], self.t[at:], None if w is None else w[at:]),
+            Data(self.x[:at, ...], self.t[:at], None if w is None else w[:at], None if labels is None else labels[:at]),
+            Data(self.x[at:, ...], self.t[at:], None if w is None else w[at:], None if labels is None else labels[at:]),
         )
+
+
 
     def to_device(self, net: Network) -> DeviceData:
         b = net.backend
@@ -156,7 +160,7 @@ def prepare_data(
     )
     weight_name = names[0].removesuffix("x") + "sample_weight"  # "validation_data sample_weight"
     w = sample_weights(n, labels, max(outputs, 2), class_weight, sample_weight, net.dtype_name, weight_name)
-    return Data(x, t, w)
+    return Data(x, t, w, labels)
 
 
 def prepare_features(net: Network, x: Any, name: str = "x", expected: int | None = None) -> Any:
@@ -208,6 +212,7 @@ def fit(
 
     train = stream_data(net, x, y, sample_weight, class_weight, stream, steps_per_epoch)
     if train is None:
+        x, y, sample_weight = in_memory(x), in_memory(y), in_memory(sample_weight)
         train, val = _in_memory(net, x, y, sample_weight, class_weight, validation_data, validation_split)
     else:
         train, val = _streamed_validation(net, train, validation_data, validation_split, class_weight, stream)
@@ -241,13 +246,17 @@ def _in_memory(
     validation_split: float,
 ) -> tuple[Data, Data | None]:
     """Training and validation data converted in memory (to be moved to the device whole)."""
-    data = prepare_data(net, x, y, sample_weight=sample_weight, class_weight=class_weight)
     val = None
+    data = prepare_data(net, x, y, sample_weight=sample_weight, class_weight=class_weight)
     if validation_split:
-        at = _split_point(int(data.x.shape[0]), validation_split)
+        at = _split_point(data.n, validation_split)
         data, val = data.split(at)
-    elif validation_data is not None:
-        vx, vy, vw = _validation_tuple(validation_data)
+        if class_weight is not None:  # it weighs the training rows only (as in Keras)
+            plain = sample_weights(data.n + val.n, None, 2, None, sample_weight, net.dtype_name)
+            val = Data(val.x, val.t, None if plain is None else plain[at:], val.labels)
+        return data, val
+    if validation_data is not None:
+        vx, vy, vw = (in_memory(part) for part in _validation_tuple(validation_data))
         val = prepare_data(
             net, vx, vy, sample_weight=vw, names=("validation_data x", "validation_data y"),
             expected_features=data.x.shape[1],
@@ -294,7 +303,7 @@ def stream_data(
         return None
     if stream is None:
         width = int(x.shape[1]) if len(getattr(x, "shape", ())) == 2 else 1
-        if not too_big_for_memory(int(x.shape[0]) * width * np.dtype(net.dtype_name).itemsize):
+        if not data_module.too_big_for_memory(int(x.shape[0]) * width * np.dtype(net.dtype_name).itemsize):
             return None
     source = ArraySource(net, x, y, sample_weight, class_weight, names)
     return StreamData(source, source.n)
@@ -322,6 +331,7 @@ def _streamed_validation(
     names = ("validation_data x", "validation_data y")
     val = stream_data(net, vx, vy, vw, None, stream, names=names)
     if val is None:
+        vx, vy, vw = in_memory(vx), in_memory(vy), in_memory(vw)
         val = prepare_data(net, vx, vy, sample_weight=vw, names=names, expected_features=_features(net, train))
     return train, val
 
@@ -693,8 +703,14 @@ def _locate_divergence(
     a generator cannot be replayed)."""
     net._restore_state(snapshot)  # with the optimizer's step count: the same dropout masks
     steps = data.steps(batch_size)
-    batches = data.batches(net, order, batch_size) if data.replayable else iter(())
-    for b, (*_, xb, tb, wb) in enumerate(contextlib.closing(batches) if data.replayable else batches):
+    replay = data.batches(net, order, batch_size) if data.replayable else (batch for batch in ())
+    with contextlib.closing(replay) as batches:
+        _replay(net, batches, snapshot, epoch, epochs, steps)
+
+
+def _replay(net: Network, batches: Iterator[Batch], snapshot: Any, epoch: int, epochs: int, steps: int) -> None:
+    """Step through the epoch's batches checking each on the host; raise at the first bad one."""
+    for b, (*_, xb, tb, wb) in enumerate(batches):
         before = net._snapshot_state()
         loss, _ = net._forward_backward(xb, tb, wb)
         value = float(net.backend.to_numpy(loss))
@@ -788,7 +804,11 @@ def predict_stream(net: Network, x: Any, batch_size: int, out: Any = None) -> An
 
     def read(lo: int) -> tuple[int, Any]:
         hi = min(n, lo + batch_size)
-        host = as_features(np.asarray(x[lo:hi]), f"x (rows {lo}-{hi - 1})", None, net.dtype_name, expected)
+        try:
+            rows = np.asarray(x[lo:hi])
+        except OSError as exc:
+            raise OSError(f"reading batch {lo // batch_size + 1} (x rows {lo}-{hi - 1}) failed: {exc}") from exc
+        host = as_features(rows, f"x (rows {lo}-{hi - 1})", None, net.dtype_name, expected)
         with backend.activate():
             return lo, backend.asarray(host, dtype=net.dtype)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from .. import _standin
 from . import runtime  # noqa: F401
 from .device import Device  # noqa: F401
-from .memory import MemoryPointer, alloc_pinned_memory  # noqa: F401
+from .memory import MemoryPointer  # noqa: F401
+from .pinned_memory import alloc_pinned_memory  # noqa: F401
 from .stream import Stream, get_current_stream  # noqa: F401
 
 

@@ -18,8 +18,3 @@ class MemoryPointer:
         from .device import Device
 
         return Device(self.device_id)
-
-
-def alloc_pinned_memory(size: int) -> bytearray:
-    """Page-locked host memory in CuPy; a plain buffer here (``np.frombuffer`` reads both)."""
-    return bytearray(size)
