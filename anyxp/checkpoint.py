@@ -42,6 +42,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -474,6 +475,7 @@ class _Bounded:
         return data
 
 
+_NPY_HEADER_LOCK = threading.Lock()
 _NPY_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
 
 
@@ -499,7 +501,8 @@ def _read_npy(
             version = npy_format.read_magic(reader)
             if version not in _NPY_HEADER_READERS:
                 raise _bad(name, f".npy format version {version} is not supported")
-            found, fortran, dtype = _NPY_HEADER_READERS[version](reader, max_header_size=NPY_HEADER_LIMIT)
+            with _NPY_HEADER_LOCK:  # NumPy parses it with ast, which CPython 3.11 cannot run in two threads at once
+                found, fortran, dtype = _NPY_HEADER_READERS[version](reader, max_header_size=NPY_HEADER_LIMIT)
             _check_layout(name, found, dtype, shape, dtypes, max_items)
             nbytes = math.prod(found) * dtype.itemsize
             if reader.consumed + nbytes != info.file_size:
