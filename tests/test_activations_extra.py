@@ -178,6 +178,7 @@ def test_matches_torch_in_float64(backend: ax.Backend, name: str) -> None:
     np.testing.assert_allclose(backend.to_numpy(via_dense), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.on_device
 def test_hard_sigmoid_is_keras3s_definition(backend: ax.Backend) -> None:
     """Keras 3 (keras/src/backend/numpy/nn.py): clip(x / 6 + 0.5, 0, 1), the same function
     as relu6(x + 3) / 6; Keras 2's 0.2 * x + 0.5 is a different one."""
@@ -187,6 +188,7 @@ def test_hard_sigmoid_is_keras3s_definition(backend: ax.Backend) -> None:
     assert not np.allclose(backend.to_numpy(out), np.clip(0.2 * x + 0.5, 0.0, 1.0))
 
 
+@pytest.mark.on_device
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_forward_matches_keras3(backend: ax.Backend) -> None:
     os.environ.setdefault("KERAS_BACKEND", "torch")
