@@ -214,7 +214,27 @@ class ArraySource:
             yield HostBatch(index, lo, hi, a, z, *self.convert(where, *parts))
 
 
-class SequenceSource:
+class _BatchesOneByOne:
+    """Shared by the sources of whole batches: each batch unpacked, converted, checked and
+    placed by its rows in the epoch. Subclasses say how batch ``index`` is fetched."""
+
+    n = None  # samples per epoch: known once read
+
+    def _fetch(self, index: int, order: np.ndarray | None) -> tuple[str, Any]:
+        """(how to name the batch in errors, the raw batch)."""
+        raise NotImplementedError
+
+    def batches(self, order: np.ndarray | None, batch_size: int, comm: Any = None) -> Iterator[HostBatch]:
+        lo = 0
+        for index in range(self.steps):
+            where, batch = self._fetch(index, order)
+            xb, tb, wb = self.convert(where, *_unpack(batch, where))
+            hi = lo + int(xb.shape[0])
+            yield HostBatch(index, lo, hi, lo, hi, xb, tb, wb)
+            lo = hi
+
+
+class SequenceSource(_BatchesOneByOne):
     """Batches of a `Sequence`, in a shuffled or the natural order of its indices."""
 
     replayable = True
@@ -224,34 +244,25 @@ class SequenceSource:
         self.steps = len(seq)
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"the Sequence has {self.steps!r} batches; it needs at least 1")
-        self.n = None
         self.convert = BatchConverter(net, class_weight)
 
-    def batches(self, order: np.ndarray | None, batch_size: int, comm: Any = None) -> Iterator[HostBatch]:
-        lo = 0
-        for index in range(self.steps):
-            i = index if order is None else int(order[index])
-            where = f"batch {i} of the Sequence"
-            try:
-                batch = self.seq[i]
-            except Exception as exc:
-                raise ValueError(f"reading {where} raised {type(exc).__name__}: {exc}") from exc
-            x, y, w = _unpack(batch, where)
-            xb, tb, wb = self.convert(where, x, y, w)
-            hi = lo + int(xb.shape[0])
-            yield HostBatch(index, lo, hi, lo, hi, xb, tb, wb)
-            lo = hi
+    def _fetch(self, index: int, order: np.ndarray | None) -> tuple[str, Any]:
+        i = index if order is None else int(order[index])
+        where = f"batch {i} of the Sequence"
+        try:
+            return where, self.seq[i]
+        except Exception as exc:
+            raise ValueError(f"reading {where} raised {type(exc).__name__}: {exc}") from exc
 
     def epoch_end(self) -> None:
         self.seq.on_epoch_end()
 
     def peek_features(self) -> int:
         """The feature count, from batch 0."""
-        x, _, _ = _unpack(self.seq[0], "batch 0 of the Sequence")
-        return int(np.shape(x)[1]) if len(np.shape(x)) == 2 else 0
+        return _feature_count(self.seq[0], "batch 0 of the Sequence")
 
 
-class IteratorSource:
+class IteratorSource(_BatchesOneByOne):
     """``steps_per_epoch`` batches per epoch drawn from an iterable (a generator); it
     cannot be shuffled or replayed."""
 
@@ -266,24 +277,15 @@ class IteratorSource:
             except TypeError:
                 raise ValueError("a generator of batches needs steps_per_epoch= (batches per epoch)") from None
         self.steps = steps_per_epoch
-        self.n = None
         self.iterator = iter(iterable)
         self.convert = BatchConverter(net, class_weight)
 
-    def batches(self, order: np.ndarray | None, batch_size: int, comm: Any = None) -> Iterator[HostBatch]:
-        lo = 0
-        for index in range(self.steps):
-            try:
-                batch = next(self.iterator)
-            except StopIteration:
-                raise ValueError(f"the batch source ran out after {index} of the {self.steps} batches of "
-                                 "this epoch (steps_per_epoch)") from None
-            where = f"batch {index + 1} of the generator"
-            x, y, w = _unpack(batch, where)
-            xb, tb, wb = self.convert(where, x, y, w)
-            hi = lo + int(xb.shape[0])
-            yield HostBatch(index, lo, hi, lo, hi, xb, tb, wb)
-            lo = hi
+    def _fetch(self, index: int, order: np.ndarray | None) -> tuple[str, Any]:
+        try:
+            return f"batch {index + 1} of the generator", next(self.iterator)
+        except StopIteration:
+            raise ValueError(f"the batch source ran out after {index} of the {self.steps} batches of "
+                             "this epoch (steps_per_epoch)") from None
 
     def epoch_end(self) -> None:
         """Nothing to do: the next epoch continues the iterable."""
@@ -295,8 +297,12 @@ class IteratorSource:
         except StopIteration:
             raise ValueError("the batch source is empty") from None
         self.iterator = itertools.chain([first], self.iterator)
-        x, _, _ = _unpack(first, "batch 1 of the generator")
-        return int(np.shape(x)[1]) if len(np.shape(x)) == 2 else 0
+        return _feature_count(first, "batch 1 of the generator")
+
+
+def _feature_count(batch: Any, where: str) -> int:
+    x, _, _ = _unpack(batch, where)
+    return int(np.shape(x)[1]) if len(np.shape(x)) == 2 else 0
 
 
 def _check_rows(part: np.ndarray | None, rows: np.ndarray, name: str, where: str) -> None:

@@ -208,32 +208,34 @@ class Network:
         total = sum(layer.num_parameters for layer in self.layers)
         theta = xp.empty((total,), dtype=self.dtype, device=dev)
         grad = xp.zeros((total,), dtype=self.dtype, device=dev)
-        state = xp.empty((sum(layer.num_state for layer in self.layers),), dtype=self.dtype, device=dev)
-        at = 0
-        for layer in self.layers:
-            for name in layer.state_names:
-                value = getattr(layer, name)
-                count = int(np.prod(value.shape))
-                view = xp.reshape(state[at : at + count], tuple(value.shape))
-                view[...] = value
-                setattr(layer, name, view)
-                at += count
-        self._state = state
-        offset = 0
+        self._state = xp.empty((sum(layer.num_state for layer in self.layers),), dtype=self.dtype, device=dev)
+        self._rehome(self._state, lambda layer: layer.state_names)
         tensor_grads = []  # each tensor's gradient, a flat view (clipnorm clips each by its norm)
-        for layer in self.layers:
-            for pname in layer.param_names:
-                value = getattr(layer, pname)
-                count = int(np.prod(value.shape))
-                view = xp.reshape(theta[offset : offset + count], tuple(value.shape))
-                view[...] = value
-                setattr(layer, pname, view)
-                setattr(layer, "grad_" + pname, xp.reshape(grad[offset : offset + count], tuple(value.shape)))
-                tensor_grads.append(grad[offset : offset + count])
-                offset += count
+        for layer, pname, part, shape in self._rehome(theta, lambda layer: layer.param_names):
+            setattr(layer, "grad_" + pname, xp.reshape(grad[part], shape))
+            tensor_grads.append(grad[part])
         self._theta, self._grad = theta, grad
         self._replay_snapshot: Any = None
         self.optimizer.setup([theta], [grad], self.backend, tensors=tensor_grads)
+
+    def _rehome(
+        self, buffer: Any, names_of: Callable[[Layer], tuple[str, ...]]
+    ) -> list[tuple[Layer, str, slice, tuple[int, ...]]]:
+        """Copy each layer's arrays named by ``names_of(layer)`` into consecutive parts of
+        the flat ``buffer`` and put views of those parts in their place; returns where
+        each went (layer, name, part of the buffer, shape)."""
+        placed, offset = [], 0
+        for layer in self.layers:
+            for name in names_of(layer):
+                value = getattr(layer, name)
+                shape = tuple(value.shape)
+                part = slice(offset, offset + int(np.prod(shape)))
+                view = self.xp.reshape(buffer[part], shape)
+                view[...] = value
+                setattr(layer, name, view)
+                placed.append((layer, name, part, shape))
+                offset = part.stop
+        return placed
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -410,7 +412,7 @@ class Network:
     ) -> dict[str, float]:
         """Loss (and metrics) on ``(x, y)``: ``{"loss": ..., "accuracy": ...}``. ``x`` may
         live on disk or be a source of batches (with ``steps`` for a generator), as in `fit`."""
-        from .training import _features, evaluate_arrays, evaluate_data, prepare_data, stream_data
+        from .training import _features, evaluate_data, prepare_data, stream_data
 
         batch_size = check_batch_size(batch_size)
         data = stream_data(self, x, y, sample_weight, None, stream, steps)
@@ -420,7 +422,7 @@ class Network:
         x, y, sample_weight = in_memory(x), in_memory(y), in_memory(sample_weight)
         data = prepare_data(self, x, y, sample_weight=sample_weight, names=("x", "y"))
         self.build(data.x.shape[1])
-        return evaluate_arrays(self, data.to_device(self), batch_size)
+        return evaluate_data(self, data.to_device(self), batch_size)
 
     @_on_device
     def predict(self, x: Any, *, batch_size: int | None = None, out: Any = None) -> Any:

@@ -740,11 +740,10 @@ def evaluate_data(
     net: Network, data: DeviceData | StreamData, batch_size: int | None, comm: Any = None
 ) -> dict[str, float]:
     """Loss and metrics over device data or a stream, accumulated on the device; one
-    transfer. With ``comm``, each rank evaluates its share and the sums are reduced."""
-    if isinstance(data, DeviceData):
-        return evaluate_arrays(net, data, batch_size, comm)
+    transfer. With ``comm``, each rank evaluates its shard of each batch and the sums are
+    reduced."""
     batch_size = batch_size or EVAL_BATCH
-    outputs = _EpochOutputs(net, data.n, data.steps(batch_size), comm, keep_targets=True)
+    outputs = _EpochOutputs(net, data.n, data.steps(batch_size), comm, keep_targets=data.keeps_targets)
     with contextlib.closing(data.batches(net, None, batch_size, comm)) as batches:
         for b, (lo, hi, a, z, xb, tb, wb) in enumerate(batches):
             out = None if xb is None else net._forward(xb, False)
@@ -755,34 +754,6 @@ def evaluate_data(
         loss_sum = loss_sum + net._penalty() * (outputs.samples if comm is None else outputs.samples / comm.size)
     loss_total, *values = _to_host(net, [loss_sum, *stats], comm)
     return {"loss": loss_total / outputs.samples, **_finish_metrics(net, values, sizes)}
-
-
-def evaluate_arrays(net: Network, data: DeviceData, batch_size: int | None, comm: Any = None) -> dict[str, float]:
-    """Loss and metrics over device data, accumulated on the device; one transfer.
-    With ``comm``, each rank evaluates its contiguous share and the sums are reduced."""
-    xp = net.xp
-    batch_size = batch_size or EVAL_BATCH
-    loss_sum: Any = 0.0
-    outputs = None
-    if net.metrics:
-        outputs = xp.zeros((data.n, net.output_size), dtype=net.dtype, device=net.backend.device)
-    lo, hi = (0, data.n) if comm is None else shard(0, data.n, comm.rank, comm.size)
-    w = None if data.w is None else data.w[lo:hi]
-    part = DeviceData(data.x[lo:hi, ...], data.t[lo:hi, ...], w, hi - lo)
-    for a, z, *_, xb, tb, wb in _batches(net, part, batch_size, None):
-        out = net._forward(xb, False)
-        loss_sum = loss_sum + net.loss.value(out, tb, wb, logits=net._logits) * (z - a)
-        if outputs is not None:
-            outputs[lo + a : lo + z, ...] = out
-    if net._regularized:  # this rank's share of the penalty (once per sample, summed over ranks)
-        loss_sum = loss_sum + net._penalty() * (hi - lo)
-    stats, sizes = [], []
-    if outputs is not None:
-        if comm is not None:
-            comm.allreduce_sum_(outputs)
-        stats, sizes = _metric_statistics(net, outputs, data.t, data.w, comm)
-    loss_total, *values = _to_host(net, [loss_sum, *stats], comm)
-    return {"loss": loss_total / data.n, **_finish_metrics(net, values, sizes)}
 
 
 def predict_stream(net: Network, x: Any, batch_size: int, out: Any = None) -> Any:
