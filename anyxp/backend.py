@@ -9,6 +9,7 @@ libraries are imported, and GPUs probed, only when a backend is asked for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -125,13 +126,12 @@ class Backend:
         self.name = name
         self.library = library
         self.namespace = _namespace_module(name, library)  # what array_namespace() returns
-        self.xp = _FastNumpyNamespace(self.namespace) if name == "numpy" and fast_kernels else self.namespace
+        self.xp = FastNumpyNamespace(self.namespace) if name == "numpy" and fast_kernels else self.namespace
         self.device = device
         self.version = getattr(library, "__version__", "?")
         # Backend-specific kernels (``out=`` matmul, threads); False runs the pure
         # Array API reference path, which the tests compare against.
         self.fast_kernels = fast_kernels
-        self._pool: ThreadPoolExecutor | None = None
         self._bind_kernels()
 
     # -- identity ------------------------------------------------------------------------
@@ -249,29 +249,47 @@ class Backend:
 
     @property
     def threads(self) -> int:
-        """Threads for whole-buffer element-wise work (NumPy releases the GIL):
-        ``ANYXP_NUM_THREADS`` if set (e.g. 1 per process under MPI), else up to 4 cores."""
+        """Threads for whole-buffer element-wise work (NumPy releases the GIL), see
+        `host_threads`; 1 on other libraries."""
         if not self.fast_kernels or self.name != "numpy":
             return 1
-        if os.environ.get("ANYXP_NUM_THREADS", "").isdigit():
-            return max(1, int(os.environ["ANYXP_NUM_THREADS"]))
-        return max(1, min(4, os.cpu_count() or 1))
+        return host_threads()
 
     def map_parallel(self, fn: Any, items: list[Any]) -> None:
         """Run ``fn`` on each item, across threads when this backend benefits."""
-        if len(items) == 1 or self.threads == 1:  # inline: a GPU's current device is per thread
+        if self.threads == 1:  # inline: a GPU's current device is per thread
             for item in items:
                 fn(item)
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="anyxp")
-        for _ in self._pool.map(fn, items):
-            pass
+        host_map(fn, items)
 
 
-class _FastNumpyNamespace:
-    """array-api-compat's NumPy namespace with the hot reductions (and take / argmax)
-    dispatched straight to their ufuncs and methods: ``numpy.sum`` and friends are Python
+def host_threads() -> int:
+    """Threads for NumPy's work on the host: ``ANYXP_NUM_THREADS`` if set (e.g. 1 per
+    process under MPI), else up to 4 cores."""
+    if os.environ.get("ANYXP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["ANYXP_NUM_THREADS"]))
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+_host_pool: ThreadPoolExecutor | None = None
+
+
+def host_map(fn: Any, items: list[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, across `host_threads` threads (one shared pool)
+    where there are several items: for NumPy work, which releases the GIL."""
+    global _host_pool
+    threads = host_threads()
+    if len(items) < 2 or threads == 1:
+        return [fn(item) for item in items]
+    if _host_pool is None:
+        _host_pool = ThreadPoolExecutor(threads, thread_name_prefix="anyxp")
+    return list(_host_pool.map(fn, items))
+
+
+class FastNumpyNamespace:
+    """array-api-compat's NumPy namespace with the hot reductions (and take / argmax /
+    take_along_axis) dispatched straight to their ufuncs and methods: ``numpy.sum`` and friends are Python
     wrappers that cost more than the work itself on the small arrays of small networks. Same results, same dtypes
     (the tests run the plain namespace too, via ``fast_kernels=False``)."""
 
@@ -295,10 +313,25 @@ class _FastNumpyNamespace:
         def fast_argmax(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
             return x.argmax(axis=axis, keepdims=keepdims)
 
+        def fast_take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
+            """Along the rows of a 2-D array (indices in [0, n), as argsort's): one flat
+            take, a few times faster than NumPy's fancy indexing; else NumPy's."""
+            if x.ndim != 2 or axis not in (1, -1) or indices.ndim != 2 or indices.shape[0] != x.shape[0]:
+                return namespace.take_along_axis(x, indices, axis=axis)
+            rows = np.arange(0, x.size, x.shape[1])[:, None]  # each row's offset in the flat array
+            return np.ravel(x).take(indices + rows)
+
         self.sum, self.max, self.take, self.argmax = fast_sum, fast_max, fast_take, fast_argmax
+        self.take_along_axis = fast_take_along_axis
 
     def __repr__(self) -> str:
         return f"<anyxp fast namespace over {self.__name__}>"
+
+
+@functools.cache
+def numpy_namespace() -> FastNumpyNamespace:
+    """The NumPy namespace the NumPy backend computes with (fast kernels on)."""
+    return FastNumpyNamespace(_namespace_module("numpy", np))
 
 
 def dtype_name(dtype: Any) -> str:

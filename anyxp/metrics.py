@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
+from . import kernels
 from .backend import to_numpy
 from .validation import as_int
 
@@ -98,10 +99,30 @@ def _as_float(xp: Any, mask: Any, like: Any) -> Any:
     return xp.astype(mask, like.dtype)
 
 
+def _class_ranks(xp: Any, x: Any) -> Any:
+    """K for column 0 ... 1 for the last column of x, in x's dtype."""
+    return xp.arange(x.shape[1], 0, -1, dtype=x.dtype, device=array_api_compat.device(x))
+
+
+def _first_largest(xp: Any, x: Any) -> tuple[Any, Any]:
+    """Each row's largest entries ranked by column (`_class_ranks`; 0 elsewhere), and their
+    row maxima: the rank of the first largest column. Element-wise work and reductions
+    over rows keep x's memory order, and NumPy runs them many times faster than
+    ``argmax`` or ``where`` along short rows (the metrics get class-major arrays)."""
+    ranked = _as_float(xp, x == xp.max(x, axis=1, keepdims=True), x) * _class_ranks(xp, x)
+    return ranked, xp.max(ranked, axis=1, keepdims=True)
+
+
+def _argmax(xp: Any, x: Any) -> Any:
+    """Each row's argmax: its first largest column (K for a row of NaN)."""
+    _, best = _first_largest(xp, x)
+    return x.shape[1] - xp.astype(best[:, 0], xp.int64)
+
+
 def _one_hot_argmax(xp: Any, x: Any) -> Any:
-    """Boolean (n, K): row i is True at argmax x[i] (the first maximum)."""
-    classes = xp.arange(x.shape[1], device=array_api_compat.device(x))
-    return xp.argmax(x, axis=1)[:, None] == classes[None, :]
+    """Boolean (n, K): row i is True at argmax x[i] (the first maximum; none for NaN)."""
+    ranked, best = _first_largest(xp, x)
+    return (ranked == best) & (ranked > 0.0)
 
 
 def _prepare(xp: Any, pred: Any, target: Any, weight: Any | None) -> tuple[Any, Any, Any | None]:
@@ -119,7 +140,7 @@ def _indicators(xp: Any, pred: Any, target: Any, task: str) -> tuple[Any, Any]:
     if task == "multilabel":
         return target > 0.5, pred > 0.5
     if pred.shape[1] == 2:  # multiclass, K == 2: class 1 is the positive class
-        return xp.argmax(target, axis=1, keepdims=True) == 1, xp.argmax(pred, axis=1, keepdims=True) == 1
+        return _argmax(xp, target)[:, None] == 1, _argmax(xp, pred)[:, None] == 1
     return _one_hot_argmax(xp, target), _one_hot_argmax(xp, pred)
 
 
@@ -131,34 +152,48 @@ def _scores(xp: Any, pred: Any, target: Any, task: str) -> tuple[Any, Any]:
     return truth, pred
 
 
-def _mann_whitney(xp: Any, score: Any, positive: Any, weight: Any | None) -> tuple[Any, Any]:
-    """Σ_pos w_i (W_neg below s_i + ½ W_neg equal to s_i), and W_pos * W_neg, for one class.
+def _mann_whitney(xp: Any, scores: Any, positive: Any, weight: Any | None) -> tuple[Any, Any]:
+    """For each column (class) c of the (n, C) ``scores`` and boolean ``positive``:
+    Σ_pos w_i (W_neg below s_i + ½ W_neg equal to s_i), and W_pos * W_neg; their ratio is
+    the (trapezoidal) ROC AUC. The classes are sorted and counted together, each as a row
+    of the transposed (C, n) arrays (contiguous rows, with the columns the metrics get)."""
+    kernel = kernels.mann_whitney_kernel(xp)
+    if kernel is not None:
+        return kernel(scores, positive, weight)
+    scores, positive = xp.permute_dims(scores, (1, 0)), xp.permute_dims(positive, (1, 0))
+    order = xp.argsort(scores, axis=1, stable=False)  # ties are grouped below: any order will do
+    sorted_positive = xp.take_along_axis(positive, order, axis=1)
+    w_pos = _as_float(xp, sorted_positive, scores)
+    if weight is None:  # counts: exact integer running sums (and fast ones)
+        w_neg = 1.0 - w_pos
+        below = xp.cumulative_sum(xp.astype(~sorted_positive, xp.int32), axis=1, dtype=xp.int32,
+                                  include_initial=True)
+    else:
+        w = xp.reshape(xp.take(weight, xp.reshape(order, (-1,))), order.shape)
+        w_pos, w_neg = w * w_pos, w * (1.0 - w_pos)
+        below = xp.cumulative_sum(w_neg, axis=1, include_initial=True)  # below[:, j]: Σ w_neg of the j lowest
+    first, after = _tie_groups(xp, xp.take_along_axis(scores, order, axis=1))
+    beside = xp.astype(xp.take_along_axis(below, first, axis=1) + xp.take_along_axis(below, after, axis=1),
+                       scores.dtype, copy=False)
+    return xp.sum(w_pos * beside, axis=1) * 0.5, xp.sum(w_pos, axis=1) * xp.sum(w_neg, axis=1)
 
-    Their ratio is the (trapezoidal) ROC AUC."""
-    order = xp.argsort(score, stable=False)  # ties are grouped below: any order of equal scores will do
-    sorted_score = xp.take(score, order)
-    w = xp.ones_like(score) if weight is None else xp.take(weight, order)
-    pos = _as_float(xp, xp.take(positive, order), score)
-    w_pos, w_neg = w * pos, w * (1.0 - pos)
-    below = xp.cumulative_sum(w_neg, include_initial=True)  # below[j] = Σ w_neg of the j lowest
-    first, after = _tie_groups(xp, sorted_score)
-    numerator = xp.sum(w_pos * (xp.take(below, first) + xp.take(below, after))) * 0.5
-    return numerator, xp.sum(w_pos) * xp.sum(w_neg)
 
-
-def _tie_groups(xp: Any, sorted_values: Any) -> tuple[Any, Any]:
-    """For each position of a sorted 1-D array, where its run of equal values starts and
-    where the next run starts (searchsorted left and right, in linear time after one
-    stable argsort of booleans, with static shapes)."""
-    n = sorted_values.shape[0]
-    device = array_api_compat.device(sorted_values)
-    starts_run = xp.concat([xp.ones((1,), dtype=xp.bool, device=device), sorted_values[1:] != sorted_values[:-1]])
-    run = xp.cumulative_sum(xp.astype(starts_run, xp.int64)) - 1  # run index of each position
+def _tie_groups(xp: Any, sorted_rows: Any) -> tuple[Any, Any]:
+    """For each position of each sorted row of a (C, n) array, where its run of equal
+    values starts and where the next run starts (searchsorted left and right, in linear
+    time after one stable argsort of booleans, with static shapes)."""
+    k, n = sorted_rows.shape
+    device = array_api_compat.device(sorted_rows)
+    starts_run = xp.concat([xp.ones((k, 1), dtype=xp.bool, device=device),
+                            sorted_rows[:, 1:] != sorted_rows[:, :-1]], axis=1)
+    # the run index of each position (int32 running sums: NumPy's are many times faster)
+    run = xp.astype(xp.cumulative_sum(xp.astype(starts_run, xp.int32), axis=1, dtype=xp.int32), xp.int64) - 1
     # the positions where runs start, in order, first; the other positions read n
-    order = xp.argsort(xp.astype(~starts_run, xp.int8), stable=True)
-    starts = xp.where(xp.take(starts_run, order), order, n)
-    starts = xp.concat([starts, xp.full((1,), n, dtype=starts.dtype, device=device)])
-    return xp.take(starts, run), xp.take(starts, run + 1)
+    order = xp.argsort(xp.astype(~starts_run, xp.int8), axis=1, stable=True)
+    starts = xp.where(xp.take_along_axis(starts_run, order, axis=1), order, n)
+    following = run + 1
+    after = xp.take_along_axis(starts, xp.minimum(following, n - 1), axis=1)
+    return xp.take_along_axis(starts, run, axis=1), xp.where(following < n, after, n)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -249,7 +284,7 @@ class Accuracy(Metric):
         if task == "regression":
             task = "multiclass" if pred.shape[1] > 1 else "binary"
         if task == "multiclass":
-            correct = _as_float(xp, xp.argmax(target, axis=1) == xp.argmax(pred, axis=1), pred)
+            correct = _as_float(xp, _argmax(xp, target) == _argmax(xp, pred), pred)
         else:
             correct = xp.mean(_as_float(xp, (target > 0.5) == (pred > 0.5), pred), axis=1)
         return _vector(xp, [_weighted_sum(xp, correct, weight), _total_weight(xp, pred, weight)])
@@ -343,8 +378,7 @@ class AUC(Metric):
 
     def _statistics(self, xp: Any, pred: Any, target: Any, weight: Any | None, task: str) -> Any:
         truth, scores = _scores(xp, pred, target, task)
-        pairs = [_mann_whitney(xp, scores[:, c], truth[:, c], weight) for c in range(scores.shape[1])]
-        return _vector(xp, [part for i in (0, 1) for part in (pair[i] for pair in pairs)])
+        return _vector(xp, list(_mann_whitney(xp, scores, truth, weight)))
 
     def _finish(self, stats: np.ndarray, task: str) -> float:
         numerators, denominators = stats.reshape(2, -1)
@@ -381,11 +415,12 @@ class TopKAccuracy(Metric):
         total = _total_weight(xp, pred, weight)
         if self.k >= pred.shape[1]:  # every class is among the top k
             return _vector(xp, [total, total])
-        true_class = _one_hot_argmax(xp, target)
-        true_score = xp.sum(xp.where(true_class, pred, 0.0), axis=1)[:, None]
-        classes = xp.arange(pred.shape[1], device=array_api_compat.device(pred))
-        later = classes[None, :] > xp.argmax(target, axis=1)[:, None]
-        ahead = (pred > true_score) | ((pred == true_score) & later)
+        ranked, true_rank = _first_largest(xp, target)  # ranks run K (class 0) down to 1
+        true_score = xp.sum(pred * _as_float(xp, (ranked == true_rank) & (ranked > 0.0), pred), axis=1,
+                            keepdims=True)
+        tied = _as_float(xp, pred == true_score, pred) * _class_ranks(xp, pred)
+        later = (tied > 0.0) & (tied < true_rank)  # ties with the true score in a later class rank first
+        ahead = (pred > true_score) | later
         hit = _as_float(xp, xp.sum(_as_float(xp, ahead, pred), axis=1) < self.k, pred)
         return _vector(xp, [_weighted_sum(xp, hit, weight), total])
 

@@ -70,7 +70,10 @@ class Optimizer:
         self._chunks: list[tuple[Any, Any, State, Any]] = []
         self._chunk_kernel: kernels.ChunkKernel | None = None
         self._whole_kernel: Any = None
-        self._clip_kernel: Any = None
+        self._clip: Callable[[], None] | None = None  # clips the gradients as asked (None: no clipping)
+        # a factor of this step's gradients that the update applies (NumPy's Adam folds
+        # global_clipnorm's factor into its update instead of scaling the gradients first)
+        self._grad_scale = 1.0
         self._tensor_grads: list[Any] = []
 
     # -- the learning rate -------------------------------------------------------------------
@@ -113,7 +116,7 @@ class Optimizer:
         self.steps = 0
         self._whole_kernel = kernels.whole_buffer_kernel(self)
         self._chunk_kernel = kernels.chunk_kernel(self)
-        self._clip_kernel = kernels.clip_kernel(self)
+        self._clip = (kernels.clip_kernel(self) or self._clip_on_device) if self.clipping else None
         self._make_chunks()
 
     def _make_chunks(self) -> None:
@@ -135,14 +138,12 @@ class Optimizer:
     # -- the step --------------------------------------------------------------------------
     def step(self) -> None:
         """Apply one update to every parameter buffer from its gradient buffer (clipped
-        first, in place, when clipping is asked for)."""
+        first when clipping is asked for: in place, or by a factor the update applies)."""
         if not isinstance(self.learning_rate, float):
             self._lr = _scheduled(self.learning_rate, self.steps)
         self.steps += 1
-        if self._clip_kernel is not None:
-            self._clip_kernel()
-        elif self.clipping:
-            self.clip_gradients()
+        if self._clip is not None:
+            self._clip()
         self.prepare_step()
         if self._whole_kernel is not None:
             self._whole_kernel()
@@ -150,6 +151,7 @@ class Optimizer:
             self._update_chunk(self._chunks[0])
         else:
             self.backend.map_parallel(self._update_chunk, self._chunks)
+        self._grad_scale = 1.0
 
     def _update_chunk(self, chunk: tuple[Any, Any, State, Any]) -> None:
         p, g, state, scratch = chunk
@@ -159,7 +161,13 @@ class Optimizer:
             self.update(p, g, state)
 
     def clip_gradients(self) -> None:
-        """Clip the gradient buffers in place, on the device (no host sync)."""
+        """Clip the gradients as `step` does first (nothing without clipping): in place, or
+        as a factor for the update (`kernels.clip_kernel`)."""
+        if self._clip is not None:
+            self._clip()
+
+    def _clip_on_device(self) -> None:
+        """The Array API clipping: on the device, no host sync."""
         xp = self.backend.xp
         if self.clipvalue is not None:
             for g in self.grads:

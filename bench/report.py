@@ -65,7 +65,6 @@ def markdown(report: dict[str, Any]) -> str:
             name = f"**{r['label']}**" if r["impl"].startswith("anyxp") else r["label"]
             out.append(f"| {w['name']} | {name} | {r['samples_per_s']:,.0f} | {r['min']:,.0f}–{r['max']:,.0f} | "
                        f"{ratio} | {r['gflops']:.1f} | {frac} | {r['accuracy']:.3f} |")
-    out += toolkit_rows(report)
     out.append("")
     out.append("GPU cost proxies (counted on array_api_strict, device1; PyTorch: ATen ops via TorchDispatchMode):")
     out.append("")
@@ -92,26 +91,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def toolkit_rows(report: dict[str, Any]) -> list[str]:
-    """The training toolkit's cost: time per sample with a schedule and clipping (per
-    step), and with every epoch metric too, over plain anyxp's, same library and run."""
-    out = ["", "Training toolkit cost (ExponentialDecay schedule + global_clipnorm; then also the nine "
-           "epoch metrics: accuracy, precision, recall, f1, auc, top_k_accuracy, mae, mse, r2), time over "
-           "plain anyxp's, float32:", "",
-           "| workload | library | schedule + clipping | + all metrics |", "|---|---|---:|---:|"]
-    found = False
-    for wl in report["workloads"]:
-        rows = {(r["impl"], r["library"]): r for r in wl["rows"] if r["dtype"] == "float32"}
-        for (impl, library), plain in rows.items():
-            if impl != "anyxp" or (f"{impl} + schedule + clipping", library) not in rows:
-                continue
-            found = True
-            costs = [plain["samples_per_s"] / rows[(name, library)]["samples_per_s"] - 1
-                     for name in (f"{impl} + schedule + clipping", f"{impl} + schedule + clipping + all metrics")]
-            out.append(f"| {wl['workload']['name']} | {library} | {costs[0]:+.1%} | {costs[1]:+.1%} |")
-    return out if found else []
-
-
 def chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -121,7 +100,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     wls = report["workloads"]
     fig, axes = plt.subplots(2, len(wls), figsize=(4.2 * len(wls), 7), squeeze=False)
     for col, wl in enumerate(wls):
-        rows = [r for r in wl["rows"] if not r["impl"].startswith("anyxp +")]  # the toolkit has its own table
+        rows = wl["rows"]
         labels = [r["label"].replace(" [", "\n[") for r in rows]
         colors = ["tab:blue" if r["impl"] == "anyxp" else "tab:gray" for r in rows]
         ax = axes[0][col]

@@ -50,24 +50,15 @@ class Cell:
         return f"{self.impl} [{self.library} {self.dtype}]"
 
 
-# the training toolkit's row: a schedule, clipping and every epoch metric, beside plain anyxp
-TOOLKIT_METRICS = ["accuracy", "precision", "recall", "f1", "auc", "top_k_accuracy", "mae", "mse", "r2"]
-TOOLKITS = {"": "anyxp", "step": "anyxp + schedule + clipping", "all": "anyxp + schedule + clipping + all metrics"}
-
-
-def anyxp_cell(w: Workload, data: tuple, backend: str, dtype: str, seed: int, toolkit: str = "") -> Cell:
-    """anyxp on ``w``; ``toolkit`` "step": with an ExponentialDecay schedule and
-    global_clipnorm, "all": and every epoch metric too."""
+def anyxp_cell(w: Workload, data: tuple, backend: str, dtype: str, seed: int) -> Cell:
     import anyxp as ax
 
     xtr, ytr, xte, yte = data
     act = "relu" if w.hidden == "relu" else "sigmoid"
     layers = [ax.Dense(units, act) for units in w.sizes[1:-1]] + [ax.Dense(w.sizes[-1], "softmax")]
-    lr = ax.schedules.ExponentialDecay(w.lr, 1000, 0.96) if toolkit else w.lr
-    clipping = {"global_clipnorm": 1.0} if toolkit else {}
-    opt = ax.SGD(lr=lr, **clipping) if w.optimizer == "sgd" else ax.Adam(lr=lr, **clipping)
+    opt = ax.SGD(lr=w.lr) if w.optimizer == "sgd" else ax.Adam(lr=w.lr)
     net = ax.Network(layers, input_size=w.sizes[0], optimizer=opt, backend=backend, dtype=dtype, seed=seed,
-                     metrics=TOOLKIT_METRICS if toolkit == "all" else ["accuracy"])
+                     metrics=["accuracy"])
     be = net.backend
     x_dev = be.asarray(xtr, dtype=net.dtype)
     y_dev = be.asarray(np.eye(w.sizes[-1], dtype=np.float32)[ytr], dtype=net.dtype)
@@ -75,7 +66,7 @@ def anyxp_cell(w: Workload, data: tuple, backend: str, dtype: str, seed: int, to
     def train(n: int, passes: int = 1) -> None:
         net.fit(x_dev[:n, ...], y_dev[:n, ...], epochs=passes, batch_size=w.batch_size, verbose=0)
 
-    return Cell(TOOLKITS[toolkit], backend, dtype, train, lambda: net.evaluate(xte, yte)["accuracy"],
+    return Cell("anyxp", backend, dtype, train, lambda: net.evaluate(xte, yte)["accuracy"],
                 be.synchronize)
 
 
@@ -143,8 +134,6 @@ def make_cells(w: Workload, data: tuple, backends: list[str], seed: int, peers: 
         cells.append(anyxp_cell(w, data, backend, "float32", seed))
         if backend == "numpy":
             cells.append(anyxp_cell(w, data, backend, "float64", seed))
-        if w.name in ("W2", "W3"):
-            cells += [anyxp_cell(w, data, backend, "float32", seed, toolkit) for toolkit in ("step", "all")]
     if not peers:
         return cells
     cells.append(numpy_peer_cell(w, data, "float32", seed))

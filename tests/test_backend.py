@@ -265,3 +265,19 @@ def test_submodules_are_attributes_imported_on_first_use() -> None:
 
 def test_to_numpy_takes_lists() -> None:
     np.testing.assert_array_equal(backend_module.to_numpy([[1.0, 2.0], [3.0, 4.0]]), [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_fast_take_along_axis_equals_numpys() -> None:
+    """The NumPy fast namespace's take_along_axis (one flat take for 2-D rows) equals
+    NumPy's, and hands other shapes and axes to it."""
+    fast = ax.Backend("numpy", np, "cpu").xp
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 50))
+    for index_dtype in (np.int32, np.int64):
+        order = np.argsort(x, axis=1).astype(index_dtype)
+        np.testing.assert_array_equal(fast.take_along_axis(x, order, axis=1), np.take_along_axis(x, order, axis=1))
+        by_column = fast.take_along_axis(x.T, order.T, axis=0)  # not rows: NumPy's own
+        np.testing.assert_array_equal(by_column, np.take_along_axis(x.T, order.T, axis=0))
+    cube = rng.normal(size=(2, 3, 4))
+    idx = np.argsort(cube, axis=-1)
+    np.testing.assert_array_equal(fast.take_along_axis(cube, idx, axis=-1), np.take_along_axis(cube, idx, axis=-1))

@@ -397,3 +397,69 @@ def test_metric_from_config_refuses_hostile_input(name: Any, config: Any, error:
 def test_host_functions_keep_their_behaviour() -> None:
     assert ax.accuracy([0, 1, 2, 2], np.eye(3)[[0, 2, 2, 2]]) == 0.75
     assert ax.confusion_matrix([0, 1, 1], [0, 0, 1]).tolist() == [[1, 0], [1, 1]]
+
+
+@pytest.mark.on_device
+@pytest.mark.parametrize("class_major", [False, True], ids=["rows", "class-major"])
+def test_argmax_helpers_equal_numpy_argmax_with_ties(backend: ax.Backend, class_major: bool) -> None:
+    """The metrics' argmax (max, then the first column holding it) is NumPy's argmax, ties
+    within rows included, in either memory order; a NaN row has none."""
+    from anyxp.metrics import _argmax, _one_hot_argmax
+    from anyxp.training import _class_major
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, size=(200, 5)).astype(np.float64)  # ties in most rows
+    x[7] = np.nan
+    dev = backend.asarray(x, dtype=backend.float_dtype("float64"))
+    if class_major:
+        dev = _class_major(backend.xp, dev)
+    expected = np.argmax(x, axis=1)
+    expected[7] = 5
+    np.testing.assert_array_equal(backend.to_numpy(_argmax(backend.xp, dev)), expected)
+    one_hot = backend.to_numpy(_one_hot_argmax(backend.xp, dev))
+    np.testing.assert_array_equal(one_hot, expected[:, None] == np.arange(5)[None, :])
+
+
+@pytest.mark.on_device
+@pytest.mark.parametrize(("task", "k"), CASES, ids=[f"{t}-{k}" for t, k in CASES])
+def test_statistics_do_not_depend_on_memory_order(backend: ax.Backend, task: str, k: int) -> None:
+    """The training loop hands the metrics class-major arrays (column after column): every
+    metric's statistics equal those of row-major arrays, weighted or not."""
+    from anyxp.training import _class_major
+
+    pred, target = make_case(task, k, 2)
+    xp, dt = backend.xp, backend.float_dtype("float64")
+    rows = [backend.asarray(a, dtype=dt) for a in (pred, target)]
+    columns = [_class_major(xp, a) for a in rows]
+    for w in (None, backend.asarray(make_weight(2), dtype=dt)):
+        for name in METRICS:
+            metric = get_metric(name)
+            if not _valid(name, task) or (name == "top_k_accuracy" and task != "multiclass"):
+                continue
+            a = backend.to_numpy(metric.statistics(xp, *rows, w, task))
+            b = backend.to_numpy(metric.statistics(xp, *columns, w, task))
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_numpy_auc_kernel_equals_the_array_api_statistics(dtype: type, weighted: bool) -> None:
+    """NumPy's AUC kernel (running minimum and maximum over each class's sorted row) and the
+    Array API version (stable argsort of run starts) give the same statistics, with many
+    ties, a class without negatives and one without positives."""
+    import array_api_compat.numpy as plain
+
+    from anyxp.backend import numpy_namespace
+    from anyxp.metrics import _mann_whitney
+
+    rng = np.random.default_rng(4)
+    scores = (rng.integers(0, 50, size=(3000, 5)) / 50).astype(dtype)  # many ties
+    positive = rng.random((3000, 5)) < 0.3
+    positive[:, 3], positive[:, 4] = True, False
+    w = rng.uniform(0.1, 2.0, 3000).astype(dtype) if weighted else None
+    fast = [np.asarray(a) for a in _mann_whitney(numpy_namespace(), scores, positive, w)]
+    reference = [np.asarray(a) for a in _mann_whitney(plain, scores, positive, w)]
+    for got, want in zip(fast, reference, strict=True):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert fast[1][3] == 0 and fast[1][4] == 0  # W_pos * W_neg: those classes are left out

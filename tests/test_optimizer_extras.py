@@ -189,6 +189,35 @@ def test_fast_clipping_agrees_with_the_array_api_reference(backend: ax.Backend, 
             assert np.abs(ref_grad).max() == 1.0
 
 
+@pytest.mark.on_device
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("name", "weight_decay"), [("adam", 0.0), ("adam", 0.01), ("adamw", 0.01)])
+def test_a_folded_clipping_factor_equals_clipping_first(backend: ax.Backend, name: str, weight_decay: float,
+                                                        dtype: str) -> None:
+    """NumPy's Adam takes global_clipnorm's factor into its update's coefficients, PyTorch's
+    fused float32 Adam into its gradient unscaling: the parameters equal those of the
+    reference (the gradients scaled first, then the Array API update), over steps where
+    the factor acts and steps where it does not."""
+    rng = np.random.default_rng(5)
+    p0 = rng.normal(size=2 * PARALLEL_MIN_ELEMENTS + 9)  # big enough for NumPy's chunks
+    grads = [scale * rng.normal(size=p0.shape) / math.sqrt(p0.size) for scale in (3.0, 0.1, 5.0, 0.2)]
+    results = []
+    for fast, clip in ((True, 1.0), (False, 1.0), (True, None)):
+        variant = Backend(backend.name, backend.library, backend.device, fast_kernels=fast)
+        dt = variant.float_dtype(dtype)
+        p, g = variant.asarray(p0.copy(), dtype=dt), variant.xp.zeros(p0.shape, dtype=dt, device=variant.device)
+        opt = make_optimizer(name, global_clipnorm=clip, weight_decay=weight_decay)
+        opt.setup([p], [g], variant)
+        for grad in grads:
+            g[...] = variant.asarray(grad, dtype=dt)
+            opt.step()
+        results.append(np.array(variant.to_numpy(p)))
+    folded, reference, unclipped = results
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(folded, reference, rtol=rtol, atol=rtol)
+    assert not np.allclose(folded, unclipped, rtol=1e-3, atol=0)  # the factor acted
+
+
 @pytest.mark.parametrize("clip", list(CLIPS))
 def test_a_large_threshold_changes_nothing(backend: ax.Backend, clip: str) -> None:
     x, y = data()
