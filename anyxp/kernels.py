@@ -73,10 +73,9 @@ def clip_kernel(opt: Optimizer) -> Callable[[], None] | None:
         for group, views in pairs:
             squares = float(dot(views[0], views[0])) if len(views) == 1 else sum(float(dot(v, v)) for v in views)
             scale = limit / (math.sqrt(squares) + CLIP_EPS)
-            if scale < 1.0:
-                if fold:
-                    opt._grad_scale = scale
-                    continue
+            if fold:
+                opt._grad_scale = scale if scale < 1.0 else 1.0
+            elif scale < 1.0:
                 for g in group:
                     g *= scale
 

@@ -71,8 +71,9 @@ class Optimizer:
         self._chunk_kernel: kernels.ChunkKernel | None = None
         self._whole_kernel: Any = None
         self._clip: Callable[[], None] | None = None  # clips the gradients as asked (None: no clipping)
-        # a factor of this step's gradients that the update applies (NumPy's Adam folds
-        # global_clipnorm's factor into its update instead of scaling the gradients first)
+        # a factor of this step's gradients that the update applies: NumPy's Adam and
+        # PyTorch's fused float32 Adam take global_clipnorm's factor into their update
+        # instead of scaling the gradients first (`kernels.clip_kernel`)
         self._grad_scale = 1.0
         self._tensor_grads: list[Any] = []
 

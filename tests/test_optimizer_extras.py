@@ -218,6 +218,27 @@ def test_a_folded_clipping_factor_equals_clipping_first(backend: ax.Backend, nam
     assert not np.allclose(folded, unclipped, rtol=1e-3, atol=0)  # the factor acted
 
 
+@pytest.mark.on_device
+def test_clip_gradients_alone_leaves_no_factor_for_a_later_step(backend: ax.Backend) -> None:
+    """`clip_gradients` may fold a factor for the next update; a later step whose own
+    gradients are under the limit uses none of it."""
+    rng = np.random.default_rng(6)
+    p0, big, small = rng.normal(size=50), 10.0 * rng.normal(size=50), 0.01 * rng.normal(size=50)
+    results = []
+    for clip_first in (True, False):
+        dt = backend.float_dtype("float64")
+        p, g = backend.asarray(p0.copy(), dtype=dt), backend.xp.zeros((50,), dtype=dt, device=backend.device)
+        opt = make_optimizer("adam", global_clipnorm=1.0)
+        opt.setup([p], [g], backend)
+        if clip_first:
+            g[...] = backend.asarray(big, dtype=dt)
+            opt.clip_gradients()
+        g[...] = backend.asarray(small, dtype=dt)
+        opt.step()
+        results.append(np.array(backend.to_numpy(p)))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 @pytest.mark.parametrize("clip", list(CLIPS))
 def test_a_large_threshold_changes_nothing(backend: ax.Backend, clip: str) -> None:
     x, y = data()
