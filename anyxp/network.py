@@ -352,16 +352,6 @@ class Network:
         """The predictions ``predict`` returns, from the outputs the loss takes."""
         return self._link.apply(out) if self._logits else out
 
-    def _correct(self, out: Any, t: Any) -> Any:
-        """Number of correctly classified samples in a batch (a 0-d device array)."""
-        xp = self.xp
-        if self._accuracy_by_argmax(out.shape[1]):
-            hits = xp.argmax(out, axis=1) == xp.argmax(t, axis=1)
-            return xp.sum(xp.astype(hits, self.dtype))
-        threshold = 0.0 if self._logits else 0.5
-        hits = (out > threshold) == (t > 0.5)
-        return xp.sum(xp.astype(hits, self.dtype)) / out.shape[1]
-
     # ------------------------------------------------------------------ public API
     @_on_device
     def fit(

@@ -134,18 +134,21 @@ def test_the_transfers_are_gets_and_do_not_grow_with_batches(gpu: ax.Backend, sm
 def test_a_training_step_makes_no_host_sync(gpu: ax.Backend, small_classification: Any) -> None:
     import cupyx
 
+    from anyxp.training import _EpochOutputs
+
     x, y = small_classification
     for optimizer in OPTIMIZERS:
-        net = classifier(gpu, optimizer())
+        net = classifier(gpu, optimizer(), metrics=["accuracy"])
         net.build()
         with gpu.activate():
             xb = gpu.asarray(x[:32], dtype=net.dtype)
             tb = gpu.asarray(np.eye(3)[y[:32]], dtype=net.dtype)
+            outputs = _EpochOutputs(net, 3 * 32, 3, None, keep_targets=True)
             with cupyx.allow_synchronize(False):
-                for _ in range(3):
-                    _, out = net._forward_backward(xb, tb, None)
+                for b in range(3):  # and the batch stored for the epoch's metrics, as the loop does
+                    loss_sum, out = net._forward_backward(xb, tb, None)
                     net.optimizer.step()
-                    net._correct(out, tb)
+                    outputs.add(b, 32 * b, 32 * (b + 1), 32 * b, 32 * (b + 1), loss_sum, out, tb, None)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -59,23 +59,27 @@ def test_predict_returns_the_callers_library(backend: ax.Backend, small_classifi
 
 
 def test_a_training_step_makes_no_host_sync(small_classification) -> None:
-    """Counted on array_api_strict (device1): forward, loss, backward, optimizer."""
+    """Counted on array_api_strict (device1): forward, loss, backward, optimizer, and the
+    batch's loss and outputs stored for the epoch's metrics, as the training loop does."""
     pytest.importorskip("array_api_strict")
     from conftest import make_backend
+
+    from anyxp.training import _EpochOutputs
 
     strict = make_backend("array_api_strict")
     x, y = small_classification
     for optimizer in (ax.SGD(lr=0.1, momentum=0.9, nesterov=True), ax.Adam(), ax.AdamW(), ax.RMSprop(momentum=0.5)):
         net = ax.Network([ax.Dense(16, "gelu"), ax.Dropout(0.2), ax.Dense(3, "softmax")], input_size=5,
-                         optimizer=optimizer, backend=strict, seed=0)
+                         optimizer=optimizer, backend=strict, seed=0, metrics=["accuracy"])
         net.build()
         xb = strict.asarray(x[:32], dtype=net.dtype)
         tb = strict.asarray(np.eye(3)[y[:32]], dtype=net.dtype)
+        outputs = _EpochOutputs(net, 3 * 32, 3, None, keep_targets=True)
         with count_host_syncs() as syncs:
-            for _ in range(3):
-                _, out = net._forward_backward(xb, tb, None)
+            for b in range(3):
+                loss_sum, out = net._forward_backward(xb, tb, None)
                 net.optimizer.step()
-                net._correct(out, tb)
+                outputs.add(b, 32 * b, 32 * (b + 1), 32 * b, 32 * (b + 1), loss_sum, out, tb, None)
         assert syncs == [], f"{type(optimizer).__name__}: host syncs in a step: {syncs}"
 
 
