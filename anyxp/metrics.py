@@ -133,20 +133,25 @@ def _prepare(xp: Any, pred: Any, target: Any, weight: Any | None) -> tuple[Any, 
     return pred, target, weight
 
 
+def _memberships(xp: Any, x: Any, task: str) -> Any:
+    """Boolean (n, C) memberships of the C scored classes, of targets or predictions."""
+    if task == "binary":
+        return x[:, 0:1] > 0.5
+    if task == "multilabel":
+        return x > 0.5
+    if x.shape[1] == 2:  # multiclass, K == 2: class 1 is the positive class
+        return _argmax(xp, x)[:, None] == 1
+    return _one_hot_argmax(xp, x)
+
+
 def _indicators(xp: Any, pred: Any, target: Any, task: str) -> tuple[Any, Any]:
     """Boolean (n, C) true and predicted memberships of the C scored classes."""
-    if task == "binary":
-        return target[:, 0:1] > 0.5, pred[:, 0:1] > 0.5
-    if task == "multilabel":
-        return target > 0.5, pred > 0.5
-    if pred.shape[1] == 2:  # multiclass, K == 2: class 1 is the positive class
-        return _argmax(xp, target)[:, None] == 1, _argmax(xp, pred)[:, None] == 1
-    return _one_hot_argmax(xp, target), _one_hot_argmax(xp, pred)
+    return _memberships(xp, target, task), _memberships(xp, pred, task)
 
 
 def _scores(xp: Any, pred: Any, target: Any, task: str) -> tuple[Any, Any]:
     """Boolean (n, C) true memberships and the (n, C) scores of the C scored classes."""
-    truth, _ = _indicators(xp, pred, target, task)
+    truth = _memberships(xp, target, task)
     if task == "multiclass" and pred.shape[1] == 2:
         return truth, pred[:, 1:2]
     return truth, pred
