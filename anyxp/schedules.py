@@ -304,7 +304,6 @@ class InverseTimeDecay(_RateDecay):
         return self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step))
 
 
-
 def _cosine(fraction: float, alpha: float) -> float:
     """``(1 - alpha) * 0.5 * (1 + cos(pi * fraction)) + alpha``: 1 at 0, alpha at 1."""
     return (1.0 - alpha) * (0.5 * (1.0 + math.cos(math.pi * fraction))) + alpha

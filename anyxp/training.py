@@ -120,20 +120,17 @@ class Data:
     x: Any
     t: np.ndarray
     w: np.ndarray | None
-    labels: np.ndarray | None = None  # the class of each sample, when the targets are classes
 
     @property
     def n(self) -> int:
         return int(self.x.shape[0])
 
     def split(self, at: int) -> tuple[Data, Data]:
-        w, labels = self.w, self.labels
+        w = self.w
         return (
-            Data(self.x[:at, ...], self.t[:at], None if w is None else w[:at], None if labels is None else labels[:at]),
-            Data(self.x[at:, ...], self.t[at:], None if w is None else w[at:], None if labels is None else labels[at:]),
+            Data(self.x[:at, ...], self.t[:at], None if w is None else w[:at]),
+            Data(self.x[at:, ...], self.t[at:], None if w is None else w[at:]),
         )
-
-
 
     def to_device(self, net: Network) -> DeviceData:
         b = net.backend
@@ -162,7 +159,7 @@ def prepare_data(
     )
     weight_name = names[0].removesuffix("x") + "sample_weight"  # "validation_data sample_weight"
     w = sample_weights(n, labels, max(outputs, 2), class_weight, sample_weight, net.dtype_name, weight_name)
-    return Data(x, t, w, labels)
+    return Data(x, t, w)
 
 
 def prepare_features(net: Network, x: Any, name: str = "x", expected: int | None = None) -> Any:
@@ -255,7 +252,7 @@ def _in_memory(
         data, val = data.split(at)
         if class_weight is not None:  # it weighs the training rows only (as in Keras)
             plain = sample_weights(data.n + val.n, None, 2, None, sample_weight, net.dtype_name)
-            val = Data(val.x, val.t, None if plain is None else plain[at:], val.labels)
+            val = Data(val.x, val.t, None if plain is None else plain[at:])
         return data, val
     if validation_data is not None:
         vx, vy, vw = (in_memory(part) for part in _validation_tuple(validation_data))
